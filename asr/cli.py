@@ -1,0 +1,148 @@
+"""The `asr` command. Its own subcommands are transcribe and plot; serve, stream (server package) and train, eval,
+synth (training package) plug in through the "asr.commands" entry points, so this module never imports them."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+TRANSCRIBE_EXAMPLES = """examples:
+  asr transcribe samples/hello.wav
+  asr transcribe talk.mp3 interview.flac --model offline --format srt --output-dir subs/
+  asr transcribe *.wav --format json > transcripts.jsonl
+"""
+
+PLOT_EXAMPLES = """examples:
+  asr plot samples/hello.wav --out gates.png
+  asr plot speech.flac --model offline --layer 1 --out gates.png
+"""
+
+
+def run_transcribe(args) -> int:
+    from tqdm import tqdm
+
+    from asr.audio import AudioError
+    from asr.checkpoint import CheckpointError, load_model
+    from asr.formats import SUFFIXES, render
+    from asr.recognizer import Endpointing
+    from asr.transcribe import audio_duration, transcribe_file
+
+    try:
+        model = load_model(args.model)
+    except CheckpointError as error:
+        print(f"asr transcribe: {error}", file=sys.stderr)
+        return 2
+    torch_threads(args.threads)
+    endpointing = Endpointing(silence=args.endpoint_silence)
+    output_dir = Path(args.output_dir) if args.output_dir else None
+    if output_dir:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    total = sum(audio_duration(f) or 0.0 for f in args.files)
+    failed = 0
+    with tqdm(total=round(total, 1), unit="s", desc="transcribe", file=sys.stderr, disable=args.quiet or None,
+              bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}]") as bar:
+        for path in args.files:
+            seconds = 0.0
+
+            def advance(block_seconds: float) -> None:
+                nonlocal seconds
+                seconds += block_seconds
+                bar.update(block_seconds)
+
+            try:
+                transcript = transcribe_file(model, path, endpointing, progress=advance)
+            except AudioError as error:
+                bar.write(f"asr transcribe: {error}", file=sys.stderr)
+                failed += 1
+                continue
+            text = render(transcript, args.format, path, seconds)
+            if output_dir:
+                (output_dir / (Path(path).stem + SUFFIXES[args.format])).write_text(text, encoding="utf-8")
+            else:
+                bar.clear()
+                sys.stdout.write(text)
+                sys.stdout.flush()
+    if failed:
+        print(f"asr transcribe: {failed} of {len(args.files)} files failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def run_plot(args) -> int:
+    from asr.audio import AudioError
+    from asr.checkpoint import CheckpointError, load_model
+    from asr.plot import plot_utterance
+
+    try:
+        model = load_model(args.model)
+        plot_utterance(model, args.file, args.out, layer=args.layer)
+    except (AudioError, CheckpointError, ValueError) as error:
+        print(f"asr plot: {error}", file=sys.stderr)
+        return 2
+    print(args.out)
+    return 0
+
+
+def torch_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from asr import __version__
+    from asr.checkpoint import DEFAULT_MODEL
+    from asr.formats import FORMATS
+
+    parser = argparse.ArgumentParser(prog="asr", description="Streaming speech recognition with an LSTM-CTC model: "
+                                     "transcribe files, serve a Vosk-compatible websocket, train your own models.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    transcribe = subparsers.add_parser("transcribe", help="transcribe audio files", epilog=TRANSCRIBE_EXAMPLES,
+                                       description="Transcribe audio files (any format, rate and channel count) in "
+                                       "bounded memory. One result per file, in input order.",
+                                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    transcribe.add_argument("files", nargs="+", metavar="FILE")
+    transcribe.add_argument("--model", default=DEFAULT_MODEL, help="stream, offline or a checkpoint path (default %(default)s)")
+    transcribe.add_argument("--format", choices=FORMATS, default="text", help="output format (default text)")
+    transcribe.add_argument("--output-dir", metavar="DIR", help="write FILE_STEM.{txt,json,srt,vtt} here instead of stdout")
+    transcribe.add_argument("--endpoint-silence", type=float, default=0.8,
+                            help="stream model: seconds of silence that end an utterance (default 0.8)")
+    transcribe.add_argument("--threads", type=int, help="torch CPU threads")
+    transcribe.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    transcribe.set_defaults(func=run_transcribe)
+
+    plot = subparsers.add_parser("plot", help="draw log-mel, CTC posteriors and LSTM gates of one utterance",
+                                 description="Draw, for one utterance: the log-mel spectrogram, the CTC posteriors "
+                                 "with the recognised characters, and the mean input, forget and output gate "
+                                 "activations of one LSTM layer over time.", epilog=PLOT_EXAMPLES,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    plot.add_argument("file", metavar="FILE")
+    plot.add_argument("--model", default=DEFAULT_MODEL, help="stream, offline or a checkpoint path")
+    plot.add_argument("--layer", type=int, default=0, help="LSTM layer whose gates are drawn (default 0)")
+    plot.add_argument("--out", default="gates.png", help="PNG to write (default gates.png)")
+    plot.set_defaults(func=run_plot)
+
+    for entry in sorted(entry_points(group="asr.commands"), key=lambda e: e.name):
+        try:
+            register = entry.load()
+        except ImportError as error:  # a broken optional part must not take the whole command down
+            logging.getLogger("asr").warning("subcommand %r unavailable: %s", entry.name, error)
+            continue
+        register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""The streaming recognizer: one per stream, no I/O. `asr transcribe --model stream` and the server both use it, so
+a file and a stream of the same audio give the same text.
+
+A stream carries, from one chunk to the next: the resampler's filter state, the samples not yet framed, the feature
+frames not yet stacked, every LSTM layer's `(h, c)`, and the greedy decoder's hypothesis. Many streams share one
+model step through `step` (their states are stacked on the batch dimension and split back afterwards).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.nn.utils.rnn import pad_sequence
+
+from asr.audio import SAMPLE_RATE, StreamResampler
+from asr.decoding import SPACE, GreedyCTCDecoder, Transcript
+from asr.features import N_MELS, StreamingFeatures
+from asr.model import AcousticModel
+from asr.tokenizer import BLANK
+
+
+@dataclass(frozen=True)
+class Endpointing:
+    """When an utterance is final: after `silence` seconds of frames whose CTC blank posterior is at least
+    `blank_threshold`, once some speech was heard; or when it reaches `max_utterance` seconds."""
+
+    blank_threshold: float = 0.9
+    silence: float = 0.8
+    max_utterance: float = 20.0
+
+    def __post_init__(self):
+        if not 0.0 < self.blank_threshold <= 1.0:
+            raise ValueError(f"blank_threshold {self.blank_threshold} is outside (0, 1]")
+        if self.silence <= 0 or self.max_utterance <= 0:
+            raise ValueError("endpoint silence and max_utterance must be positive seconds")
+
+
+class StreamingRecognizer:
+    """Recognizes one stream of audio with a unidirectional model. Not thread-safe: one caller at a time."""
+
+    def __init__(self, model: AcousticModel, sample_rate: int = SAMPLE_RATE, endpointing: Endpointing = Endpointing()):
+        if not model.streaming:
+            raise ValueError("streaming recognition needs a unidirectional model (e.g. --model stream)")
+        self.model = model
+        self.endpointing = endpointing
+        self.frame_shift = model.dims.frame_shift
+        self._resampler = StreamResampler(sample_rate)
+        self._features = StreamingFeatures()
+        self._frames = torch.zeros(0, N_MELS)  # feature frames not yet stacked into a model step
+        self.state = model.init_state(1)
+        self.decoder = GreedyCTCDecoder(self.frame_shift)
+        self._silence_frames = 0
+        self._utterance_frames = 0
+        self._heard_speech = False
+        self.audio_seconds = 0.0
+
+    # --- audio in -------------------------------------------------------------------------------------------------
+    def accept_audio(self, samples: np.ndarray, last: bool = False) -> None:
+        """samples: (n,) float32 at the stream's sample rate. `last` flushes the resampler."""
+        audio = self._resampler(np.asarray(samples, dtype=np.float32), last=last)
+        self.audio_seconds += len(audio) / SAMPLE_RATE
+        frames = self._features(audio)
+        if len(frames):
+            self._frames = torch.cat([self._frames, frames])
+
+    def take_frames(self) -> torch.Tensor | None:
+        """The buffered frames that fill whole model steps, (frames, n_mels), or None if there are none yet."""
+        usable = len(self._frames) - len(self._frames) % self.model.dims.stack
+        if usable == 0:
+            return None
+        frames, self._frames = self._frames[:usable], self._frames[usable:]
+        return frames
+
+    # --- model out ------------------------------------------------------------------------------------------------
+    def accept_log_probs(self, log_probs: torch.Tensor) -> list[Transcript]:
+        """log_probs: (steps, vocab) for this stream's next model steps. Returns the utterances they finalise."""
+        endpoint = self.endpointing
+        silence_needed = max(1, round(endpoint.silence / self.frame_shift))
+        max_frames = max(1, round(endpoint.max_utterance / self.frame_shift))
+        labels = log_probs.argmax(dim=-1).tolist()
+        blank_probs = log_probs[:, BLANK].exp().tolist()
+        finals, start = [], 0
+        for t, (label, blank_prob) in enumerate(zip(labels, blank_probs)):
+            self._heard_speech |= label not in (BLANK, SPACE)
+            self._silence_frames = self._silence_frames + 1 if blank_prob >= endpoint.blank_threshold else 0
+            self._utterance_frames += 1
+            if (self._heard_speech and self._silence_frames >= silence_needed) or self._utterance_frames >= max_frames:
+                self.decoder.feed(log_probs[start : t + 1])
+                start = t + 1
+                final = self.finish_utterance()
+                if final.text:
+                    finals.append(final)
+        self.decoder.feed(log_probs[start:])
+        return finals
+
+    @property
+    def partial(self) -> str:
+        return self.decoder.text
+
+    def finish_utterance(self) -> Transcript:
+        """End the current utterance (endpoint, reset or end of stream) and return it; the acoustic state goes on."""
+        result = self.decoder.result()
+        self.decoder.clear()
+        self._silence_frames = self._utterance_frames = 0
+        self._heard_speech = False
+        return result
+
+    # --- single-stream convenience ----------------------------------------------------------------------------------
+    def accept_waveform(self, samples: np.ndarray) -> list[Transcript]:
+        """Feed audio and run the model on what is ready. Returns utterances finalised by endpoints."""
+        self.accept_audio(samples)
+        return step(self.model, [self])[0]
+
+    def finish(self) -> list[Transcript]:
+        """End of stream: flush the resampler and the model, then finalise. Returns the remaining utterances
+        (the last one possibly with empty text)."""
+        self.accept_audio(np.zeros(0, dtype=np.float32), last=True)
+        finals = step(self.model, [self])[0]
+        return finals + [self.finish_utterance()]
+
+
+@torch.inference_mode()
+def step(model: AcousticModel, recognizers: list[StreamingRecognizer]) -> list[list[Transcript]]:
+    """One batched model step over every recognizer with ready frames. Returns each recognizer's new finals.
+
+    The states of the ready streams are concatenated on the batch dimension, (layers, batch, hidden), and split back.
+    """
+    ready = [(r, f) for r in recognizers if (f := r.take_frames()) is not None]
+    finals: dict[int, list[Transcript]] = {}
+    if ready:
+        streams, frames = zip(*ready)
+        lengths = torch.tensor([len(f) for f in frames])
+        state = tuple(torch.cat([r.state[i] for r in streams], dim=1) for i in (0, 1))
+        log_probs, out_lengths, (h, c) = model(pad_sequence(frames, batch_first=True), lengths, state)
+        for b, recognizer in enumerate(streams):
+            recognizer.state = (h[:, b : b + 1].clone(), c[:, b : b + 1].clone())
+            finals[id(recognizer)] = recognizer.accept_log_probs(log_probs[b, : out_lengths[b]])
+    return [finals.get(id(r), []) for r in recognizers]

@@ -1,0 +1,122 @@
+"""Offline transcription of files in bounded memory.
+
+The unidirectional model streams through a file with `StreamingRecognizer` (the same code the server runs, so both
+give the same text). The bidirectional model reads overlapping windows: each window sees CONTEXT seconds of audio on
+either side of the part whose outputs it keeps.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from asr.audio import SAMPLE_RATE, AudioError, StreamResampler, load_audio
+from asr.decoding import GreedyCTCDecoder, Transcript
+from asr.features import FRAME_RATE, N_MELS, StreamingFeatures
+from asr.model import AcousticModel
+from asr.recognizer import Endpointing, StreamingRecognizer
+
+BLOCK_SECONDS = 10.0  # audio read per step
+WINDOW_SECONDS = 30.0  # bidirectional model: outputs kept per window
+CONTEXT_SECONDS = 3.0  # bidirectional model: audio seen on either side of a window
+
+
+def audio_blocks(path: str | os.PathLike, block_seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:
+    """Mono float32 16 kHz blocks of a file, read and resampled block by block where soundfile can read the format,
+    else decoded whole (MP3 and the like through librosa). Raises AudioError naming the file."""
+    path = os.fspath(path)
+    try:
+        handle = sf.SoundFile(path)
+    except Exception:
+        audio = load_audio(path)  # raises AudioError with the cause, or decodes what soundfile cannot
+        step = int(block_seconds * SAMPLE_RATE)
+        for start in range(0, len(audio), step):
+            yield audio[start : start + step]
+        return
+    with handle:
+        if handle.frames == 0:
+            raise AudioError(f"{path}: holds no audio samples")
+        resampler = StreamResampler(handle.samplerate) if handle.samplerate != SAMPLE_RATE else None
+        block = max(1, int(block_seconds * handle.samplerate))
+        try:
+            for data in handle.blocks(blocksize=block, dtype="float32", always_2d=True):
+                mono = data.mean(axis=1)
+                yield resampler(mono) if resampler else mono
+        except Exception as error:
+            raise AudioError(f"{path}: cannot decode audio ({error})") from error
+        if resampler:
+            yield resampler(np.zeros(0, dtype=np.float32), last=True)
+
+
+def transcribe_stream(model: AcousticModel, blocks: Iterator[np.ndarray], endpointing: Endpointing = Endpointing(),
+                      progress: Callable[[float], None] | None = None) -> Transcript:
+    """Unidirectional model: the streaming recognizer over the blocks, state carried; utterances joined."""
+    recognizer = StreamingRecognizer(model, endpointing=endpointing)
+    utterances = []
+    for block in blocks:
+        utterances += recognizer.accept_waveform(block)
+        if progress:
+            progress(len(block) / SAMPLE_RATE)
+    utterances += recognizer.finish()
+    return Transcript.join(utterances)
+
+
+@torch.inference_mode()
+def transcribe_windows(model: AcousticModel, blocks: Iterator[np.ndarray],
+                       progress: Callable[[float], None] | None = None) -> Transcript:
+    """Bidirectional model over overlapping windows; memory stays bounded by the window size."""
+    stack = model.dims.stack
+    window = int(WINDOW_SECONDS * FRAME_RATE) // stack * stack
+    context = int(CONTEXT_SECONDS * FRAME_RATE) // stack * stack
+    extract = StreamingFeatures()
+    decoder = GreedyCTCDecoder(model.dims.frame_shift)
+    buffer, buffer_start, next_out = torch.zeros(0, N_MELS), 0, 0  # frames; absolute index of buffer[0]; next kept frame
+
+    def run(hi: int) -> None:
+        nonlocal buffer, buffer_start, next_out
+        lo = max(next_out - context, buffer_start)
+        x = buffer[lo - buffer_start : hi - buffer_start]
+        if len(x) >= stack:
+            log_probs, _, _ = model(x[None], torch.tensor([len(x)]))
+            first = (next_out - lo) // stack
+            decoder.feed(log_probs[0, first : first + window // stack])
+        next_out += window
+        keep_from = max(next_out - context, buffer_start)
+        buffer, buffer_start = buffer[keep_from - buffer_start :], keep_from
+
+    for block in blocks:
+        buffer = torch.cat([buffer, extract(block)])
+        while buffer_start + len(buffer) >= next_out + window + context:
+            run(next_out + window + context)
+        if progress:
+            progress(len(block) / SAMPLE_RATE)
+    while buffer_start + len(buffer) > next_out:
+        run(buffer_start + len(buffer))
+    return decoder.result()
+
+
+def transcribe_file(model: AcousticModel, path: str | os.PathLike, endpointing: Endpointing = Endpointing(),
+                    progress: Callable[[float], None] | None = None) -> Transcript:
+    """Transcribe one file with either kind of model. Raises AudioError naming the file if it cannot be read."""
+    blocks = audio_blocks(path)
+    if model.streaming:
+        return transcribe_stream(model, blocks, endpointing, progress)
+    return transcribe_windows(model, blocks, progress)
+
+
+def transcribe_audio(model: AcousticModel, audio: np.ndarray) -> Transcript:
+    """Transcribe a 16 kHz mono float32 signal (samples,) held in memory."""
+    blocks = iter([audio])
+    return transcribe_stream(model, blocks) if model.streaming else transcribe_windows(model, blocks)
+
+
+def audio_duration(path: str | os.PathLike) -> float | None:
+    """Seconds of audio in `path` from its header, or None when only decoding would tell."""
+    try:
+        info = sf.info(os.fspath(path))
+        return info.frames / info.samplerate
+    except Exception:
+        return None

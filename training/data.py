@@ -1,0 +1,116 @@
+"""Training batches: log-mel features per utterance, length-bucketed batches under a frames budget, SpecAugment."""
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+
+import torch
+from torch.nn.utils.rnn import pad_sequence
+
+from asr.audio import load_audio
+from asr.features import FRAME_RATE, log_mel, num_frames
+from asr.tokenizer import Tokenizer
+from training.librispeech import Utterance
+
+log = logging.getLogger(__name__)
+
+
+def ctc_frames_needed(labels: list[int]) -> int:
+    """Fewest output frames CTC needs for `labels`: one per label plus a blank between repeated labels."""
+    return len(labels) + sum(a == b for a, b in zip(labels, labels[1:]))
+
+
+@dataclass
+class Batch:
+    features: torch.Tensor  # (batch, frames, n_mels)
+    feature_lengths: torch.Tensor  # (batch,)
+    labels: torch.Tensor  # (batch, max_label_length), padded with 0
+    label_lengths: torch.Tensor  # (batch,)
+    texts: list[str]
+    ids: list[str]
+
+    @property
+    def audio_seconds(self) -> float:
+        return float(self.feature_lengths.sum()) / FRAME_RATE
+
+
+class UtteranceDataset:
+    """Features and labels per utterance. Utterances too long in labels for their output frames are skipped and
+    counted in `skipped`. With `cache`, features are computed once and kept in memory as float16."""
+
+    def __init__(self, utterances: list[Utterance], stack: int, max_seconds: float = 30.0, cache: bool = True):
+        self.tokenizer = Tokenizer()
+        self.cache = {} if cache else None
+        self.utterances, self.labels = [], []
+        self.skipped = {"too_long_audio": 0, "too_many_labels": 0, "empty": 0}
+        for utt in utterances:
+            labels = self.tokenizer.encode(utt.text)
+            if not labels:
+                self.skipped["empty"] += 1
+            elif utt.duration > max_seconds:
+                self.skipped["too_long_audio"] += 1
+            elif num_frames(int(utt.duration * 16000)) // stack < ctc_frames_needed(labels):
+                self.skipped["too_many_labels"] += 1
+            else:
+                self.utterances.append(utt)
+                self.labels.append(labels)
+        if any(self.skipped.values()):
+            log.info("skipped utterances: %s", self.skipped)
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def features(self, index: int) -> torch.Tensor:
+        """(frames, n_mels) log-mel of utterance `index`."""
+        if self.cache is not None and index in self.cache:
+            return self.cache[index].float()
+        feats = log_mel(load_audio(self.utterances[index].path))
+        if self.cache is not None:
+            self.cache[index] = feats.half()
+        return feats
+
+    def batch(self, indices: list[int]) -> Batch:
+        feats = [self.features(i) for i in indices]
+        labels = [torch.tensor(self.labels[i]) for i in indices]
+        return Batch(pad_sequence(feats, batch_first=True), torch.tensor([len(f) for f in feats]),
+                     pad_sequence(labels, batch_first=True), torch.tensor([len(l) for l in labels]),
+                     [self.utterances[i].text for i in indices], [self.utterances[i].id for i in indices])
+
+
+def bucket_batches(durations: list[float], max_batch_seconds: float, seed: int, epoch: int,
+                   rank: int = 0, world_size: int = 1) -> list[list[int]]:
+    """Indices grouped into batches of similar length whose padded size (longest * count) stays under
+    `max_batch_seconds` of audio; batch order shuffled per epoch (same order on every rank), split across ranks."""
+    rng = random.Random(seed * 1000003 + epoch)
+    order = sorted(range(len(durations)), key=lambda i: (durations[i], rng.random()))
+    batches, current = [], []
+    for i in order:
+        if current and durations[i] * (len(current) + 1) > max_batch_seconds:
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    rng.shuffle(batches)
+    usable = len(batches) - len(batches) % world_size
+    return batches[rank:usable:world_size]
+
+
+def spec_augment(features: torch.Tensor, lengths: torch.Tensor, fill: torch.Tensor, generator: torch.Generator,
+                 freq_masks: int = 2, freq_width: int = 15, time_masks: int = 2, time_ratio: float = 0.05) -> torch.Tensor:
+    """SpecAugment (frequency and time masking) in place. features: (batch, frames, n_mels); fill: (n_mels,) value
+    that masked bins take (the feature mean, so that they normalise to zero)."""
+    batch, _, n_mels = features.shape
+    for b in range(batch):
+        length = int(lengths[b])
+        for _ in range(freq_masks):
+            width = int(torch.randint(0, freq_width + 1, (1,), generator=generator))
+            start = int(torch.randint(0, n_mels - width + 1, (1,), generator=generator))
+            features[b, :length, start : start + width] = fill[start : start + width]
+        max_width = max(1, int(length * time_ratio))
+        for _ in range(time_masks):
+            width = int(torch.randint(0, max_width + 1, (1,), generator=generator))
+            start = int(torch.randint(0, max(1, length - width + 1), (1,), generator=generator))
+            features[b, start : start + width] = fill
+    return features
