@@ -40,6 +40,8 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 audio, rate = librosa.load(path, sr=None, mono=True, dtype=np.float32)
+            if audio.size == 0:
+                raise AudioError("no samples decoded")
         except Exception as error:
             raise AudioError(f"{path}: cannot decode audio ({sf_error}; {type(error).__name__}: {error})") from error
     if audio.size == 0:

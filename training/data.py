@@ -63,12 +63,11 @@ class UtteranceDataset:
 
     def features(self, index: int) -> torch.Tensor:
         """(frames, n_mels) log-mel of utterance `index`."""
-        if self.cache is not None and index in self.cache:
-            return self.cache[index].float()
-        feats = log_mel(load_audio(self.utterances[index].path))
-        if self.cache is not None:
-            self.cache[index] = feats.half()
-        return feats
+        if self.cache is None:
+            return log_mel(load_audio(self.utterances[index].path))
+        if index not in self.cache:  # always served from the float16 copy, so a resumed run sees the same values
+            self.cache[index] = log_mel(load_audio(self.utterances[index].path)).half()
+        return self.cache[index].float()
 
     def batch(self, indices: list[int]) -> Batch:
         feats = [self.features(i) for i in indices]

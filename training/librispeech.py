@@ -92,7 +92,7 @@ def load_manifest(subset_dir: str | os.PathLike, use_cache: bool = True) -> list
         utterances = [u for u in pool.map(duration, items) if u is not None]
     if use_cache:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp")
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")  # several processes may build the same manifest at once
         tmp.write_text("".join(json.dumps(asdict(u)) + "\n" for u in utterances))
         os.replace(tmp, cache)
     return utterances

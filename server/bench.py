@@ -1,0 +1,248 @@
+"""Load benchmark: N concurrent streams sent in real time, reply latency per chunk, finals checked against offline.
+
+    python -m server.bench --streams 8 --seconds 30            # starts its own `asr serve` on a free port
+    python -m server.bench --find-max --seconds 20             # raise N until p95 latency exceeds 250 ms
+    python -m server.bench --url ws://127.0.0.1:2700 --streams 4 --model stream   # a server already running
+
+Each stream sends its audio as PCM16 in `--chunk-ms` chunks paced by the wall clock (starts staggered over one
+chunk), reading replies as they come; a chunk's latency is the time from its send to its reply. At the end each
+stream's finals, joined, must equal `StreamingRecognizer` on the whole audio (what `asr transcribe --model stream`
+gives). Traffic goes only to 127.0.0.1 unless --url says otherwise; the number of streams and runs is bounded.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from websockets.asyncio.client import connect
+
+from asr.audio import SAMPLE_RATE, float_to_pcm16, load_audio, pcm16_to_float
+from asr.checkpoint import load_model
+from asr.decoding import Transcript
+from asr.recognizer import StreamingRecognizer
+
+SENTENCES = ["the quick brown fox jumps over the lazy dog", "she sells sea shells by the sea shore",
+             "a journey of a thousand miles begins with a single step", "please call stella and ask her to bring"]
+VARIANTS = 4  # distinct audio streams (rotations of the test audio), each with its own offline reference
+MAX_STREAMS = 1024
+MAX_RUNS = 12
+
+
+@dataclass
+class StreamResult:
+    latencies: list[float] = field(default_factory=list)
+    text: str = ""
+    expected: str = ""
+    error: str | None = None
+
+
+def bench_audio(files: list[str]) -> np.ndarray:
+    """The given files, or espeak-ng sentences, joined with half a second of silence (16 kHz float32)."""
+    if not files:
+        if shutil.which("espeak-ng") is None:
+            sys.exit("bench: give --audio FILE (espeak-ng, which makes the default test audio, is missing)")
+        folder = Path(tempfile.mkdtemp(prefix="bench-"))
+        for i, sentence in enumerate(SENTENCES):
+            subprocess.run(["espeak-ng", "-w", str(folder / f"{i}.wav"), sentence], check=True)
+        files = [str(folder / f"{i}.wav") for i in range(len(SENTENCES))]
+    silence = np.zeros(SAMPLE_RATE // 2, dtype=np.float32)
+    return np.concatenate([part for f in files for part in (load_audio(f), silence)])
+
+
+def stream_audio(audio: np.ndarray, variant: int, seconds: float) -> bytes:
+    """`seconds` of the audio, looped, starting at a different place for each variant, as PCM16."""
+    start = variant * len(audio) // VARIANTS
+    needed = int(seconds * SAMPLE_RATE)
+    looped = np.tile(audio, needed // len(audio) + 2)[start : start + needed]
+    return float_to_pcm16(looped)
+
+
+def offline_text(model, pcm: bytes) -> str:
+    recognizer = StreamingRecognizer(model)
+    return Transcript.join(recognizer.accept_waveform(pcm16_to_float(pcm)) + recognizer.finish()).text
+
+
+async def run_stream(url: str, pcm: bytes, chunk_ms: float, start_at: float, result: StreamResult) -> None:
+    chunk_bytes = int(SAMPLE_RATE * chunk_ms / 1000) * 2
+    chunks = [pcm[i : i + chunk_bytes] for i in range(0, len(pcm), chunk_bytes)]
+    sent_at: asyncio.Queue[float] = asyncio.Queue()
+    finals = []
+    try:
+        async with connect(url, max_size=2**20, open_timeout=30) as ws:
+            await ws.send(json.dumps({"config": {"sample_rate": SAMPLE_RATE}}))
+
+            async def send():
+                loop = asyncio.get_running_loop()
+                for i, chunk in enumerate(chunks):
+                    await asyncio.sleep(max(0.0, start_at + i * chunk_ms / 1000 - loop.time()))
+                    sent_at.put_nowait(time.perf_counter())
+                    await ws.send(chunk)
+                sent_at.put_nowait(time.perf_counter())
+                await ws.send('{"eof": 1}')
+
+            sender = asyncio.create_task(send())
+            for i in range(len(chunks) + 1):
+                reply = json.loads(await ws.recv())
+                latency = time.perf_counter() - await sent_at.get()
+                if "error" in reply:
+                    raise RuntimeError(reply["error"])
+                if i < len(chunks):
+                    result.latencies.append(latency)
+                if reply.get("text"):
+                    finals.append(reply["text"])
+            await sender
+        result.text = " ".join(finals)
+    except Exception as error:  # reported, counted as a failed stream
+        result.error = f"{type(error).__name__}: {error}"
+
+
+async def run_load(url: str, pcms: list[bytes], streams: int, chunk_ms: float) -> list[StreamResult]:
+    loop = asyncio.get_running_loop()
+    start = loop.time() + 0.5
+    results = [StreamResult() for _ in range(streams)]
+    await asyncio.gather(*(run_stream(url, pcms[i % len(pcms)], chunk_ms, start + chunk_ms / 1000 * i / streams,
+                                      results[i]) for i in range(streams)))
+    return results
+
+
+_batch_totals = {}  # port -> (sum, count) of the batch size histogram at the previous report
+
+
+def mean_batch(port: int | None) -> float | None:
+    """Mean streams per model step since the previous report, from the server's /metrics."""
+    if port is None:
+        return None
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        total = float(re.search(r"^asr_batch_size_sum (\S+)", text, re.M).group(1))
+        count = float(re.search(r"^asr_batch_size_count (\S+)", text, re.M).group(1))
+    except Exception:
+        return None
+    last_total, last_count = _batch_totals.get(port, (0.0, 0.0))
+    _batch_totals[port] = (total, count)
+    return round((total - last_total) / (count - last_count), 2) if count > last_count else None
+
+
+def report(streams: int, results: list[StreamResult], expected: list[str], port: int | None) -> dict:
+    latencies = np.array([x for r in results for x in r.latencies]) * 1000
+    errors = [r.error for r in results if r.error]
+    matches = sum(r.text == expected[i % len(expected)] for i, r in enumerate(results) if not r.error)
+    summary = {"streams": streams, "chunks": int(latencies.size), "errors": len(errors),
+               "finals_match": f"{matches}/{streams}", "mean_batch": mean_batch(port)}
+    if latencies.size:
+        for q in (50, 95, 99):
+            summary[f"p{q}_ms"] = round(float(np.percentile(latencies, q)), 1)
+        summary["max_ms"] = round(float(latencies.max()), 1)
+    print(json.dumps(summary), flush=True)
+    for error in errors[:3]:
+        print(f"  stream error: {error}", file=sys.stderr)
+    for i, r in enumerate(results):
+        if not r.error and r.text != expected[i % len(expected)]:
+            print(f"  stream {i} final differs:\n    got      {r.text!r}\n    expected {expected[i % len(expected)]!r}",
+                  file=sys.stderr)
+            break
+    return summary
+
+
+class LocalServer:
+    """`python -m server serve` on a free 127.0.0.1 port, in a child process (the bench's clients get their own
+    CPU time and interpreter)."""
+
+    def __init__(self, model: str, max_streams: int, extra: list[str]):
+        command = [sys.executable, "-m", "server", "serve", "--host", "127.0.0.1", "--port", "0", "--model", model,
+                   "--max-streams", str(max_streams), "--log-level", "INFO", *extra]
+        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+        for line in self.process.stderr:
+            if match := re.search(r"on ws://127\.0\.0\.1:(\d+)", line):
+                self.port = int(match.group(1))
+                break
+        else:
+            sys.exit(f"bench: the server did not start (exit code {self.process.wait()})")
+        # keep reading its log so that the pipe never fills up; show only warnings and errors
+        threading.Thread(target=self._relay, daemon=True).start()
+
+    def _relay(self):
+        for line in self.process.stderr:
+            if " WARNING " in line or " ERROR " in line:
+                sys.stderr.write("  server: " + line)
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m server.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--streams", type=int, default=4, help="concurrent streams (default 4)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="audio per stream, sent in real time")
+    parser.add_argument("--chunk-ms", type=float, default=200.0, help="audio per message (default 200)")
+    parser.add_argument("--model", default="stream", help="model for the offline reference (and the local server)")
+    parser.add_argument("--url", help="benchmark this running server instead of starting one")
+    parser.add_argument("--audio", nargs="*", default=[], help="audio files (default: espeak-ng sentences)")
+    parser.add_argument("--find-max", action="store_true", help="raise the stream count until p95 > --p95-limit-ms")
+    parser.add_argument("--p95-limit-ms", type=float, default=250.0)
+    parser.add_argument("--max-n", type=int, default=256, help=f"most streams --find-max tries (<= {MAX_STREAMS})")
+    parser.add_argument("--server-arg", action="append", default=[], help="extra `asr serve` option (repeatable)")
+    args = parser.parse_args(argv)
+    if not 1 <= args.streams <= MAX_STREAMS or not 1 <= args.max_n <= MAX_STREAMS:
+        parser.error(f"stream counts must be within 1..{MAX_STREAMS}")
+    if not 0 < args.seconds <= 600:
+        parser.error("--seconds must be within (0, 600]")
+
+    model = load_model(args.model)
+    audio = bench_audio(args.audio)
+    pcms = [stream_audio(audio, v, args.seconds) for v in range(VARIANTS)]
+    print(f"offline references for {VARIANTS} audio variants of {args.seconds:g} s ...", file=sys.stderr)
+    expected = [offline_text(model, pcm) for pcm in pcms]
+    del model
+
+    most = args.max_n if args.find_max else args.streams
+    server = None if args.url else LocalServer(args.model, most + 8, args.server_arg)
+    url = args.url or f"ws://127.0.0.1:{server.port}"
+    port = server.port if server else None
+    try:
+        if not args.find_max:
+            summary = report(args.streams, asyncio.run(run_load(url, pcms, args.streams, args.chunk_ms)), expected,
+                             port)
+            return 0 if summary["errors"] == 0 and summary["finals_match"] == f"{args.streams}/{args.streams}" else 1
+        good, bad, n, runs = 0, None, 1, 0
+        while runs < MAX_RUNS:
+            runs += 1
+            summary = report(n, asyncio.run(run_load(url, pcms, n, args.chunk_ms)), expected, port)
+            ok = summary["errors"] == 0 and summary.get("p95_ms", 1e9) <= args.p95_limit_ms
+            good, bad = (max(good, n), bad) if ok else (good, n if bad is None else min(bad, n))
+            if bad is None:
+                if n >= args.max_n:
+                    break
+                n = min(2 * n, args.max_n)
+            elif bad - good <= max(1, good // 8):
+                break
+            else:
+                n = (good + bad) // 2
+        limit = f"p95 <= {args.p95_limit_ms:g} ms"
+        print(f"most concurrent real-time streams with {limit}: {good}" + ("" if bad else f" (stopped at --max-n)"))
+        return 0
+    finally:
+        if server:
+            server.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""The browser page in real headless Chromium, with a WAV file of speech as its microphone: the AudioWorklet
+resamples to 16 kHz PCM16, the page streams it over the websocket and shows partials and finals in #transcript."""
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+from scipy.signal import correlate
+
+from asr.audio import SAMPLE_RATE, load_audio, resample
+from asr.checkpoint import load_model
+from server.app import ServerSettings, ServerThread
+from server.session import Session
+
+CHROMIUM = "/usr/bin/chromium"
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no `playwright install`)")
+if not shutil.which(CHROMIUM):
+    pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def model(request):
+    path = os.environ.get("ASR_TEST_STREAM_MODEL")  # e.g. an untrained checkpoint while the shipped one trains
+    return load_model(path) if path else request.getfixturevalue("stream_model")
+
+
+@pytest.fixture(scope="module")
+def microphone_wav(speech_wav, tmp_path_factory):
+    """The speech, then a second of silence (an endpoint), as a 48 kHz 16-bit WAV: Chromium loops it as the mic."""
+    audio = np.concatenate([load_audio(speech_wav), np.zeros(SAMPLE_RATE, np.float32)])
+    path = tmp_path_factory.mktemp("mic") / "mic.wav"
+    sf.write(path, resample(audio, SAMPLE_RATE, 48000), 48000, subtype="PCM_16")
+    return path
+
+
+def test_page_transcribes_the_microphone(model, microphone_wav, speech_wav, monkeypatch):
+    trained = not os.environ.get("ASR_TEST_STREAM_MODEL")
+    received = []  # the PCM the page sent, to check the worklet's resampling against the speech itself
+    original = Session.pcm_to_samples
+
+    def recording(session, data):
+        received.append(bytes(data))
+        return original(session, data)
+
+    monkeypatch.setattr(Session, "pcm_to_samples", recording)
+    with ServerThread(ServerSettings(port=0), model, "stream") as server, playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required",
+            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={microphone_wav}"])
+        try:
+            page = browser.new_page()
+            errors = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(f"http://127.0.0.1:{server.port}/?autostart=1")
+            # The worklet sends 100 ms chunks: 55 replies are 5.5 s of microphone, all of the speech at least once.
+            page.wait_for_function("Number(document.querySelector('#transcript').dataset.replies) >= 55",
+                                   timeout=60_000)
+            if trained:  # the loop's trailing second of silence is an endpoint: a final appears by itself
+                page.wait_for_function("document.querySelector('#transcript .final') !== null", timeout=60_000)
+            page.click("#toggle")  # Stop: eof, the last final, the server closes the stream
+            page.wait_for_function("document.querySelector('#status').textContent.startsWith('closed (1000')",
+                                   timeout=60_000)
+            text = page.inner_text("#transcript")
+            assert page.inner_text("#error") == "" and not errors
+        finally:
+            browser.close()
+    assert text.strip(), "no final text reached the page"
+    # The worklet's 16 kHz PCM16 is the speech: find it in what arrived and compare the waveforms.
+    pcm = np.frombuffer(b"".join(received), "<i2").astype(np.float32) / 32768
+    speech = load_audio(speech_wav)
+    loop = len(speech) + SAMPLE_RATE
+    assert len(pcm) >= loop + len(speech)
+    lag = int(np.argmax(correlate(pcm[: loop + len(speech)], speech, mode="valid", method="fft")))
+    heard = pcm[lag : lag + len(speech)]
+    assert np.corrcoef(heard, speech)[0, 1] > 0.9
+    assert 0.8 < np.std(heard) / np.std(speech) < 1.25
+    if trained:
+        assert {"HELLO", "WORLD", "TEST"} & set(text.split()), text

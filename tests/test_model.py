@@ -1,0 +1,56 @@
+import pytest
+import torch
+
+from asr.model import AcousticModel, ModelDims
+
+
+def small(bidirectional=False):
+    torch.manual_seed(0)
+    return AcousticModel(ModelDims(hidden=48, layers=3, stack=3, bidirectional=bidirectional)).eval()
+
+
+def test_shapes():
+    model = small()
+    features = torch.randn(2, 100, 80)
+    log_probs, out_lengths, (h, c) = model(features, torch.tensor([100, 61]))
+    assert log_probs.shape == (2, 33, 29)
+    assert out_lengths.tolist() == [33, 20]
+    assert h.shape == c.shape == (3, 2, 48)
+    torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(2, 33))
+
+
+@pytest.mark.parametrize("chunk_frames", [3, 6, 21, 99])
+def test_chunked_with_state_equals_whole(chunk_frames):
+    model = small()
+    features = torch.randn(1, 300, 80)
+    whole, _, whole_state = model(features, torch.tensor([300]))
+    state, outputs = model.init_state(1), []
+    for start in range(0, 300, chunk_frames):
+        chunk = features[:, start : start + chunk_frames]
+        out, _, state = model(chunk, torch.tensor([chunk.shape[1]]), state)
+        outputs.append(out)
+    torch.testing.assert_close(torch.cat(outputs, dim=1), whole, atol=1e-5, rtol=0)
+    torch.testing.assert_close(state[0], whole_state[0], atol=1e-5, rtol=0)
+
+
+def test_padded_batch_gives_each_item_its_own_result_and_state():
+    model = small()
+    a, b = torch.randn(1, 90, 80), torch.randn(1, 45, 80)
+    batch = torch.cat([a, torch.nn.functional.pad(b, (0, 0, 0, 45))])
+    log_probs, _, (h, _) = model(batch, torch.tensor([90, 45]))
+    alone, _, (h_alone, _) = model(b, torch.tensor([45]))
+    torch.testing.assert_close(log_probs[1, :15], alone[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(h[:, 1], h_alone[:, 0], atol=1e-5, rtol=0)
+
+
+def test_bidirectional_refuses_state():
+    model = small(bidirectional=True)
+    log_probs, _, state = model(torch.randn(1, 30, 80), torch.tensor([30]))
+    assert log_probs.shape == (1, 10, 29) and state is None
+    with pytest.raises(ValueError, match="bidirectional"):
+        model(torch.randn(1, 30, 80), torch.tensor([30]), model.init_state(1))
+
+
+def test_too_few_frames_is_a_clear_error():
+    with pytest.raises(ValueError, match="at least 3 frames"):
+        small()(torch.randn(1, 2, 80), torch.tensor([2]))

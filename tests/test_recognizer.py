@@ -1,0 +1,84 @@
+"""The streaming recognizer on real speech with the shipped stream model."""
+import numpy as np
+import pytest
+
+from asr.audio import load_audio
+from asr.decoding import Transcript
+from asr.recognizer import Endpointing, StreamingRecognizer, step
+from asr.transcribe import transcribe_file
+from tests.conftest import SENTENCES
+
+
+def stream_in_chunks(model, audio, chunk):
+    recognizer = StreamingRecognizer(model)
+    finals = []
+    for start in range(0, len(audio), chunk):
+        finals += recognizer.accept_waveform(audio[start : start + chunk])
+    return Transcript.join(finals + recognizer.finish())
+
+
+def test_recognizes_real_speech(stream_model, speech_wav):
+    text = transcribe_file(stream_model, speech_wav).text
+    reference = SENTENCES["hello"].upper().split()
+    hits = sum(word in text.split() for word in reference)
+    assert hits >= len(reference) - 2, text
+
+
+@pytest.mark.parametrize("chunk", [16, 333, 3200, 32000])
+def test_any_chunking_gives_the_file_transcript(stream_model, long_speech, chunk):
+    whole = transcribe_file(stream_model, long_speech)
+    streamed = stream_in_chunks(stream_model, load_audio(long_speech), chunk)
+    assert streamed.text == whole.text
+    assert [w.word for w in streamed.words] == [w.word for w in whole.words]
+    for a, b in zip(streamed.words, whole.words):
+        assert a.start == pytest.approx(b.start) and a.end == pytest.approx(b.end)
+
+
+def test_endpoints_split_utterances_with_absolute_times(stream_model, long_speech):
+    recognizer = StreamingRecognizer(stream_model, endpointing=Endpointing(silence=0.5))
+    audio = load_audio(long_speech)
+    finals = []
+    for start in range(0, len(audio), 1600):
+        finals += recognizer.accept_waveform(audio[start : start + 1600])
+    finals += [f for f in recognizer.finish() if f.text]
+    assert len(finals) >= 4, [f.text for f in finals]  # six sentences separated by 1 s of silence
+    starts = [f.words[0].start for f in finals if f.words]
+    assert starts == sorted(starts) and starts[-1] > 10.0  # absolute stream time, not per utterance
+
+
+def test_batched_step_equals_separate_streams(stream_model, speech_dir):
+    audios = [load_audio(speech_dir / f"{name}.wav") for name in SENTENCES]
+    alone = [stream_in_chunks(stream_model, a, 4000).text for a in audios]
+    recognizers = [StreamingRecognizer(stream_model) for _ in audios]
+    finals = [[] for _ in audios]
+    longest = max(len(a) for a in audios)
+    rng = np.random.default_rng(0)
+    position = [0] * len(audios)
+    while min(position) < longest:
+        for i, audio in enumerate(audios):  # every stream gets a different chunk size each round
+            n = int(rng.integers(100, 6000))
+            recognizers[i].accept_audio(audio[position[i] : position[i] + n])
+            position[i] += n
+        for i, new in enumerate(step(stream_model, recognizers)):
+            finals[i] += new
+    batched = [Transcript.join(f + r.finish()).text for f, r in zip(finals, recognizers)]
+    assert batched == alone
+
+
+def test_resampled_stream(stream_model, speech_wav):
+    from asr.audio import resample
+
+    audio = load_audio(speech_wav)
+    at_8k = resample(audio, 16000, 8000)
+    recognizer = StreamingRecognizer(stream_model, sample_rate=8000)
+    finals = []
+    for start in range(0, len(at_8k), 555):
+        finals += recognizer.accept_waveform(at_8k[start : start + 555])
+    text = Transcript.join(finals + recognizer.finish()).text
+    reference = transcribe_file(stream_model, speech_wav).text.split()
+    assert len(set(text.split()) & set(reference)) >= len(reference) - 2, (text, reference)
+
+
+def test_bidirectional_model_cannot_stream(offline_model):
+    with pytest.raises(ValueError, match="unidirectional"):
+        StreamingRecognizer(offline_model)

@@ -1,0 +1,80 @@
+"""`asr transcribe` as a user runs it: real files, the shipped models, every output format, bad files among good."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+import asr.transcribe
+from asr.audio import load_audio
+from asr.transcribe import transcribe_audio, transcribe_file
+from tests.conftest import SENTENCES
+
+
+def run_asr(*args):
+    return subprocess.run([sys.executable, "-m", "asr", *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+def word_overlap(text, reference):
+    ref = reference.upper().split()
+    return sum(w in text.split() for w in ref) / len(ref)
+
+
+def test_text_output_in_input_order(speech_dir):
+    files = [speech_dir / f"{name}.wav" for name in SENTENCES]
+    result = run_asr("transcribe", *files, "-q")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(files)
+    for line, text in zip(lines, SENTENCES.values()):
+        assert word_overlap(line, text) >= 0.6, (line, text)
+
+
+def test_json_output(speech_wav):
+    result = run_asr("transcribe", speech_wav, "--format", "json", "--model", "offline", "-q")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert set(record) == {"path", "text", "duration", "words"}
+    assert record["path"] == str(speech_wav)
+    assert record["duration"] == pytest.approx(len(load_audio(speech_wav)) / 16000, abs=0.02)
+    assert word_overlap(record["text"], SENTENCES["hello"]) >= 0.6
+    for word in record["words"]:
+        assert set(word) == {"word", "start", "end", "conf"}
+        assert 0 <= word["start"] < word["end"] <= record["duration"] + 0.05 and 0 < word["conf"] <= 1
+
+
+@pytest.mark.parametrize("fmt,header", [("srt", "1\n00:00:0"), ("vtt", "WEBVTT")])
+def test_subtitles_split_at_pauses(long_speech, tmp_path, fmt, header):
+    result = run_asr("transcribe", long_speech, "--format", fmt, "--output-dir", tmp_path, "-q")
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / f"long.{fmt}").read_text()
+    assert text.startswith(header)
+    assert text.count(" --> ") >= 4  # six sentences with a second of silence between them
+
+
+def test_bad_file_is_reported_and_others_still_run(speech_wav, tmp_path):
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF....WAVEfmt garbage")
+    result = run_asr("transcribe", speech_wav, broken, speech_wav, "-q")
+    assert result.returncode == 1
+    assert "broken.wav" in result.stderr and "1 of 3 files failed" in result.stderr
+    assert len(result.stdout.splitlines()) == 2
+
+
+def test_unknown_model_is_a_clear_error(speech_wav):
+    result = run_asr("transcribe", speech_wav, "--model", "/no/such/model.pt")
+    assert result.returncode == 2 and "no such checkpoint" in result.stderr
+
+
+def test_offline_windows_agree_with_one_pass(offline_model, long_speech, monkeypatch):
+    one_pass = transcribe_file(offline_model, long_speech).text
+    monkeypatch.setattr(asr.transcribe, "WINDOW_SECONDS", 4.0)
+    monkeypatch.setattr(asr.transcribe, "CONTEXT_SECONDS", 1.5)
+    windowed = transcribe_file(offline_model, long_speech).text
+    a, b = one_pass.split(), windowed.split()
+    same = sum(x == y for x, y in zip(a, b))
+    assert abs(len(a) - len(b)) <= 2 and same >= len(a) - 4, (one_pass, windowed)
+
+
+def test_in_memory_and_file_agree(stream_model, speech_wav):
+    assert transcribe_audio(stream_model, load_audio(speech_wav)).text == transcribe_file(stream_model, speech_wav).text

