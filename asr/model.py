@@ -74,7 +74,10 @@ class AcousticModel(nn.Module):
         batch, frames, n_mels = features.shape
         steps = frames // stack
         x = (features[:, : steps * stack] - self.feature_mean) / self.feature_std
-        return x.reshape(batch, steps, n_mels * stack), torch.div(lengths, stack, rounding_mode="floor")
+        out_lengths = torch.div(lengths, stack, rounding_mode="floor")
+        x = x.reshape(batch, steps, n_mels * stack)
+        padding = torch.arange(steps, device=x.device)[None, :] >= out_lengths.to(x.device)[:, None]
+        return x.masked_fill(padding[..., None], 0.0), out_lengths
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor, state: State | None = None):
         """features: (batch, frames, n_mels) log-mel; lengths: (batch,) valid frames per item;
@@ -82,6 +85,11 @@ class AcousticModel(nn.Module):
 
         Returns log_probs (batch, frames // stack, vocab), out_lengths (batch,), and the new state
         (None for bidirectional models). Items with fewer than `stack` frames are an error.
+
+        In eval mode a batch of unequal lengths is packed, so every item's outputs and state are exactly those of
+        the item alone. In training mode it is not (packed LSTMs are several times slower to train on CPU): padding
+        is zeroed after normalisation, outputs of unidirectional models are still exact, the backward direction of
+        a bidirectional model sees the few padded steps that length bucketing leaves.
         """
         if state is not None and self.dims.bidirectional:
             raise ValueError("a bidirectional model cannot carry state across chunks; use a unidirectional model")
@@ -89,7 +97,7 @@ class AcousticModel(nn.Module):
         if int(out_lengths.min()) < 1:
             raise ValueError(f"every item needs at least {self.dims.stack} frames (got lengths {lengths.tolist()})")
         steps = x.shape[1]
-        packed = bool((out_lengths != steps).any())
+        packed = not self.training and bool((out_lengths != steps).any())
         if packed:
             x = pack_padded_sequence(x, out_lengths.cpu(), batch_first=True, enforce_sorted=False)
         new_h, new_c = [], []

@@ -26,14 +26,24 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from asr.audio import SAMPLE_RATE
 from asr.checkpoint import MODEL_NAMES, load_model
 from asr.model import AcousticModel
-from asr.audio import SAMPLE_RATE
 from asr.recognizer import Endpointing, StreamingRecognizer
 from server.batcher import Batcher
 from server.metrics import Metrics
-from server.protocol import (MESSAGE_TOO_BIG, POLICY_VIOLATION, TRY_AGAIN_LATER, Eof, ProtocolError, Reset,
-                             StreamConfig, encode, error_reply, parse_text_message)
+from server.protocol import (
+    MESSAGE_TOO_BIG,
+    POLICY_VIOLATION,
+    TRY_AGAIN_LATER,
+    Eof,
+    ProtocolError,
+    Reset,
+    StreamConfig,
+    encode,
+    error_reply,
+    parse_text_message,
+)
 from server.session import Session, StreamLimits
 
 log = logging.getLogger("server")

@@ -237,7 +237,7 @@ def main(argv=None) -> int:
             else:
                 n = (good + bad) // 2
         limit = f"p95 <= {args.p95_limit_ms:g} ms"
-        print(f"most concurrent real-time streams with {limit}: {good}" + ("" if bad else f" (stopped at --max-n)"))
+        print(f"most concurrent real-time streams with {limit}: {good}" + ("" if bad else " (stopped at --max-n)"))
         return 0
     finally:
         if server:

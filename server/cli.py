@@ -112,8 +112,8 @@ def register_serve(subparsers) -> argparse.ArgumentParser:
 
 
 def run_serve(args) -> int:
-    from server.app import run_server
     from asr.checkpoint import CheckpointError
+    from server.app import run_server
 
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # no-op under `asr`, which set it
     logging.getLogger().setLevel(args.log_level)

@@ -14,10 +14,22 @@ import time
 from contextlib import ExitStack
 from typing import Callable, TextIO
 
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidStatus,
+    InvalidURI,
+)
 from websockets.sync.client import ClientConnection, connect
 
-from asr.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, SAMPLE_RATE, AudioError, float_to_pcm16, load_audio
+from asr.audio import (
+    MAX_SAMPLE_RATE,
+    MIN_SAMPLE_RATE,
+    SAMPLE_RATE,
+    AudioError,
+    float_to_pcm16,
+    load_audio,
+)
 
 DEFAULT_URL = "ws://127.0.0.1:2700"
 

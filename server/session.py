@@ -11,7 +11,13 @@ from asr.audio import pcm16_to_float
 from asr.decoding import Transcript
 from asr.model import AcousticModel
 from asr.recognizer import Endpointing, StreamingRecognizer
-from server.protocol import POLICY_VIOLATION, ProtocolError, StreamConfig, final_reply, partial_reply
+from server.protocol import (
+    POLICY_VIOLATION,
+    ProtocolError,
+    StreamConfig,
+    final_reply,
+    partial_reply,
+)
 
 log = logging.getLogger("server")
 

@@ -59,7 +59,7 @@ def _shipped(name: str):
     from asr.checkpoint import MODELS_DIR, load_model
 
     if not (MODELS_DIR / f"{name}.pt").exists():
-        pytest.skip(f"shipped model {name!r} missing from {MODELS_DIR}: run training/recipe.sh")
+        pytest.fail(f"shipped model {name!r} missing from {MODELS_DIR}: run training/recipe.sh")
     return load_model(name)
 
 

@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asr.audio import AudioError, StreamResampler, check_sample_rate, float_to_pcm16, load_audio, pcm16_to_float, resample
+from asr.audio import (
+    AudioError,
+    StreamResampler,
+    check_sample_rate,
+    float_to_pcm16,
+    load_audio,
+    pcm16_to_float,
+    resample,
+)
 
 
 def tone(seconds=1.0, rate=16000, freq=440.0):

@@ -1,10 +1,15 @@
-import pickle
 
 import pytest
 import torch
 
-from asr.checkpoint import (CheckpointError, checkpoint_dict, export_model, load_checkpoint, load_model,
-                            save_checkpoint)
+from asr.checkpoint import (
+    CheckpointError,
+    checkpoint_dict,
+    export_model,
+    load_checkpoint,
+    load_model,
+    save_checkpoint,
+)
 from asr.model import AcousticModel, ModelDims
 
 

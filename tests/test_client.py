@@ -3,7 +3,6 @@ fake input stream because this machine has no microphone, and its clear failure 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -13,7 +12,6 @@ import numpy as np
 import pytest
 
 from asr.audio import float_to_pcm16, load_audio, pcm16_to_float, resample
-from asr.checkpoint import load_model
 from asr.decoding import Transcript
 from asr.recognizer import StreamingRecognizer
 from server.app import ServerSettings, ServerThread
@@ -22,9 +20,8 @@ from server.client import stream_microphone
 
 
 @pytest.fixture(scope="module")
-def model(request):
-    path = os.environ.get("ASR_TEST_STREAM_MODEL")  # e.g. an untrained checkpoint while the shipped one trains
-    return load_model(path) if path else request.getfixturevalue("stream_model")
+def model(stream_model):
+    return stream_model
 
 
 @pytest.fixture(scope="module")

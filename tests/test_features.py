@@ -4,7 +4,15 @@ import pytest
 import torch
 
 from asr.audio import load_audio
-from asr.features import HOP_LENGTH, LOG_FLOOR, N_FFT, N_MELS, StreamingFeatures, log_mel, num_frames
+from asr.features import (
+    HOP_LENGTH,
+    LOG_FLOOR,
+    N_FFT,
+    N_MELS,
+    StreamingFeatures,
+    log_mel,
+    num_frames,
+)
 
 
 def test_log_mel_matches_librosa(speech_wav):

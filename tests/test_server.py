@@ -3,7 +3,6 @@ without influencing each other, a client that never reads stalls nobody, auth, T
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import ssl
@@ -20,16 +19,14 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from asr.audio import float_to_pcm16, load_audio, pcm16_to_float, resample
-from asr.checkpoint import load_model
 from asr.decoding import Transcript
 from asr.recognizer import Endpointing, StreamingRecognizer
 from server.app import ServerSettings, ServerThread
 
 
 @pytest.fixture(scope="module")
-def model(request):
-    path = os.environ.get("ASR_TEST_STREAM_MODEL")  # e.g. an untrained checkpoint while the shipped one trains
-    return load_model(path) if path else request.getfixturevalue("stream_model")
+def model(stream_model):
+    return stream_model
 
 
 @pytest.fixture(scope="module")
@@ -258,7 +255,7 @@ def test_drain_gives_open_streams_their_final_result(model, hello_pcm):
 def test_sigterm_drains_the_serve_command(model, hello_pcm, tmp_path):
     from asr.checkpoint import MODELS_DIR
 
-    model_arg = os.environ.get("ASR_TEST_STREAM_MODEL") or str(MODELS_DIR / "stream.pt")
+    model_arg = str(MODELS_DIR / "stream.pt")
     process = subprocess.Popen([sys.executable, "-m", "server", "serve", "--port", "0", "--model", model_arg],
                                stderr=subprocess.PIPE, text=True)
     try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import urllib.error
 import urllib.request
 from contextlib import ExitStack
@@ -15,17 +14,22 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from asr.audio import float_to_pcm16
-from asr.checkpoint import load_model
 from asr.decoding import Transcript, Word
 from server.app import ServerSettings, ServerThread
-from server.protocol import (Eof, ProtocolError, Reset, StreamConfig, final_reply, parse_text_message)
+from server.protocol import (
+    Eof,
+    ProtocolError,
+    Reset,
+    StreamConfig,
+    final_reply,
+    parse_text_message,
+)
 from server.session import Session, StreamLimits
 
 
 @pytest.fixture(scope="module")
-def model(request):
-    path = os.environ.get("ASR_TEST_STREAM_MODEL")  # e.g. an untrained checkpoint while the shipped one trains
-    return load_model(path) if path else request.getfixturevalue("stream_model")
+def model(stream_model):
+    return stream_model
 
 
 # --- messages -------------------------------------------------------------------------------------------------------

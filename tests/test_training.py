@@ -86,7 +86,7 @@ def test_crash_mid_training_resumes_from_last_checkpoint(corpus, tmp_path):
 def test_two_process_ddp_with_gloo(corpus, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    run("torch.distributed.run", "--nproc_per_node=2", "--master_port=0", "-m", "training.train",
+    run("torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "training.train",
         "--train", corpus / "train", "--out", out, "--steps", "6", "--device", "cpu", *TINY, env=env)
     checkpoint = load_checkpoint(out / "last.pt")
     assert checkpoint["training"]["world_size"] == 2 and checkpoint["training"]["progress"]["step"] == 6

@@ -5,14 +5,13 @@ import argparse
 import json
 from dataclasses import fields
 
-
 TRAIN_EXAMPLES = """examples:
   asr synth data/synth --hours 1 --subset train && asr synth data/synth --utterances 100 --subset dev --seed 1
   asr train --train data/synth/train --dev data/synth/dev --out runs/tiny --steps 300
   asr train --train LibriSpeech/train-clean-100 LibriSpeech/train-clean-360 --dev LibriSpeech/dev-clean \\
             --out runs/stream --hidden 512 --layers 4 --steps 60000
   asr train ... --out runs/stream --resume                 # continue after a crash or a stop
-  torchrun --nproc_per_node=4 -m training.train ...        # the same flags on 4 GPUs (DDP)
+  torchrun --standalone --nproc_per_node=4 -m training.train ...        # the same flags on 4 GPUs (DDP)
 """
 
 EVAL_EXAMPLES = """examples:

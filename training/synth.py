@@ -24,8 +24,21 @@ from pathlib import Path
 import numpy as np
 
 from training import texts
-from training.augment import AUGMENTATIONS, Augmentation, apply_augmentation, draw_augmentation, parse_kinds
-from training.voices import ENGINES, TTS_PITCH_ENGINES, Voice, available_voices, split_voices, synthesize
+from training.augment import (
+    AUGMENTATIONS,
+    Augmentation,
+    apply_augmentation,
+    draw_augmentation,
+    parse_kinds,
+)
+from training.voices import (
+    ENGINES,
+    TTS_PITCH_ENGINES,
+    Voice,
+    available_voices,
+    split_voices,
+    synthesize,
+)
 
 SAMPLE_RATE = 16000
 PAD_RANGE_S = (0.1, 0.3)          # silence kept before and after the trimmed speech

@@ -6,7 +6,7 @@
 
 Multi-GPU or multi-node: the same flags under torchrun (DDP; only rank 0 logs, evaluates and saves):
 
-    torchrun --nproc_per_node=4 -m training.train --train ... --dev ... --out runs/big --hidden 1024 --layers 5
+    torchrun --standalone --nproc_per_node=4 -m training.train --train ... --dev ... --out runs/big --hidden 1024 --layers 5
 
 Files in --out: last.pt (everything needed to resume, written atomically every --save-every steps), best.pt (the model
 with the best dev WER, no optimizer state), metrics.csv (loss, learning rate, speed, dev WER/CER).
@@ -27,7 +27,12 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from asr.checkpoint import checkpoint_dict, load_checkpoint, model_from_checkpoint, save_checkpoint
+from asr.checkpoint import (
+    checkpoint_dict,
+    load_checkpoint,
+    model_from_checkpoint,
+    save_checkpoint,
+)
 from asr.model import AcousticModel, ModelDims
 from training.data import UtteranceDataset, bucket_batches, spec_augment
 from training.evaluate import evaluate_dataset
