@@ -55,6 +55,25 @@ def long_speech(speech_dir, tmp_path_factory) -> Path:
     return path
 
 
+def stream_transcript(model, pcm: bytes, sample_rate: int = SAMPLE_RATE, endpointing=None) -> str:
+    """What `asr transcribe --model stream` gives for a whole PCM16 recording at `sample_rate`."""
+    from asr.audio import pcm16_to_float
+    from asr.decoding import Transcript
+    from asr.recognizer import Endpointing, StreamingRecognizer
+
+    recognizer = StreamingRecognizer(model, sample_rate, endpointing or Endpointing())
+    return Transcript.join(recognizer.accept_waveform(pcm16_to_float(pcm)) + recognizer.finish()).text
+
+
+@pytest.fixture(scope="module")
+def server(stream_model):
+    """A real server on a free loopback port, running the shipped stream model."""
+    from server.app import ServerSettings, ServerThread
+
+    with ServerThread(ServerSettings(port=0), stream_model, "stream") as running:
+        yield running
+
+
 def _shipped(name: str):
     from asr.checkpoint import MODELS_DIR, load_model
 

@@ -21,11 +21,6 @@ if not shutil.which(CHROMIUM):
 
 
 @pytest.fixture(scope="module")
-def model(stream_model):
-    return stream_model
-
-
-@pytest.fixture(scope="module")
 def microphone_wav(speech_wav, tmp_path_factory):
     """The speech, then a second of silence (an endpoint), as a 48 kHz 16-bit WAV: Chromium loops it as the mic."""
     audio = np.concatenate([load_audio(speech_wav), np.zeros(SAMPLE_RATE, np.float32)])
@@ -34,7 +29,7 @@ def microphone_wav(speech_wav, tmp_path_factory):
     return path
 
 
-def test_page_transcribes_the_microphone(model, microphone_wav, speech_wav, monkeypatch):
+def test_page_transcribes_the_microphone(stream_model, microphone_wav, speech_wav, monkeypatch):
     received = []  # the PCM the page sent, to check the worklet's resampling against the speech itself
     original = Session.pcm_to_samples
 
@@ -43,7 +38,7 @@ def test_page_transcribes_the_microphone(model, microphone_wav, speech_wav, monk
         return original(session, data)
 
     monkeypatch.setattr(Session, "pcm_to_samples", recording)
-    with ServerThread(ServerSettings(port=0), model, "stream") as server, playwright_api.sync_playwright() as p:
+    with ServerThread(ServerSettings(port=0), stream_model, "stream") as server, playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required",

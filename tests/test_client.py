@@ -11,35 +11,17 @@ import time
 import numpy as np
 import pytest
 
-from asr.audio import float_to_pcm16, load_audio, pcm16_to_float, resample
-from asr.decoding import Transcript
-from asr.recognizer import StreamingRecognizer
-from server.app import ServerSettings, ServerThread
+from asr.audio import float_to_pcm16, load_audio, resample
 from server.cli import main
 from server.client import stream_microphone
+from tests.conftest import stream_transcript
 
 
-@pytest.fixture(scope="module")
-def model(stream_model):
-    return stream_model
-
-
-@pytest.fixture(scope="module")
-def server(model):
-    with ServerThread(ServerSettings(port=0), model, "stream") as running:
-        yield running
-
-
-def offline_text(model, pcm: bytes, sample_rate: int = 16000) -> str:
-    recognizer = StreamingRecognizer(model, sample_rate)
-    return Transcript.join(recognizer.accept_waveform(pcm16_to_float(pcm)) + recognizer.finish()).text
-
-
-def test_stream_a_file_prints_the_final_text(server, model, speech_wav, capsys):
+def test_stream_a_file_prints_the_final_text(server, stream_model, speech_wav, capsys):
     assert main(["stream", str(speech_wav), "--url", server.url, "--chunk-ms", "150"]) == 0
     out = capsys.readouterr().out
     assert "\r" not in out  # partials are drawn on a terminal only; here each final is a line
-    assert " ".join(out.splitlines()) == offline_text(model, float_to_pcm16(load_audio(speech_wav)))
+    assert " ".join(out.splitlines()) == stream_transcript(stream_model, float_to_pcm16(load_audio(speech_wav)))
 
 
 def test_stream_json_prints_every_reply(server, speech_wav, capsys):
@@ -104,7 +86,7 @@ class FakeInputStream:
         self._thread.join()
 
 
-def test_microphone_client_with_a_fake_input(server, model, speech_wav, capsys):
+def test_microphone_client_with_a_fake_input(server, stream_model, speech_wav, capsys):
     rate = 48000  # a typical device rate: the server resamples
     pcm = float_to_pcm16(resample(load_audio(speech_wav), 16000, rate))
     opened = []
@@ -115,7 +97,7 @@ def test_microphone_client_with_a_fake_input(server, model, speech_wav, capsys):
 
     text = stream_microphone(server.url, chunk_ms=100, input_source=(rate, open_input))
     assert opened == [(48000, 4800)]
-    assert text == offline_text(model, pcm, rate)
+    assert text == stream_transcript(stream_model, pcm, rate)
     assert " ".join(capsys.readouterr().out.splitlines()) == text
 
 

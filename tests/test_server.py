@@ -18,28 +18,10 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from asr.audio import float_to_pcm16, load_audio, pcm16_to_float, resample
-from asr.decoding import Transcript
-from asr.recognizer import Endpointing, StreamingRecognizer
+from asr.audio import float_to_pcm16, load_audio, resample
+from asr.recognizer import Endpointing
 from server.app import ServerSettings, ServerThread
-
-
-@pytest.fixture(scope="module")
-def model(stream_model):
-    return stream_model
-
-
-@pytest.fixture(scope="module")
-def server(model):
-    with ServerThread(ServerSettings(port=0), model, "stream") as running:
-        yield running
-
-
-def offline_text(model, pcm: bytes, sample_rate: int = 16000, endpointing: Endpointing = Endpointing()) -> str:
-    """What `asr transcribe --model stream` gives for the whole recording."""
-    recognizer = StreamingRecognizer(model, sample_rate, endpointing)
-    samples = pcm16_to_float(pcm)
-    return Transcript.join(recognizer.accept_waveform(samples) + recognizer.finish()).text
+from tests.conftest import stream_transcript
 
 
 def stream(url: str, pcm: bytes, chunk_bytes, config: dict | None = None, **connect_options) -> list[dict]:
@@ -87,41 +69,41 @@ def long_pcm(long_speech) -> bytes:
 
 
 @pytest.mark.parametrize("chunk_bytes", [32, 333, 3201, 6400, 64000], ids=["1ms", "333B", "3201B", "200ms", "2s"])
-def test_any_chunking_gives_the_offline_transcript(server, model, hello_pcm, chunk_bytes):
+def test_any_chunking_gives_the_offline_transcript(server, stream_model, hello_pcm, chunk_bytes):
     replies = stream(server.url, hello_pcm, chunk_bytes)
     assert len(replies) == -(-len(hello_pcm) // chunk_bytes) + 1  # one reply per message, eof included
     assert all("partial" in r or "text" in r for r in replies)
     assert "text" in replies[-1] and "result" in replies[-1]
-    assert final_text(replies) == offline_text(model, hello_pcm)
+    assert final_text(replies) == stream_transcript(stream_model, hello_pcm)
 
 
-def test_ragged_chunks_and_single_bytes(server, model, hello_pcm):
+def test_ragged_chunks_and_single_bytes(server, stream_model, hello_pcm):
     rng = np.random.default_rng(0)
     sizes = [1] * 41 + [int(n) for n in rng.integers(1, 9000, size=len(hello_pcm) // 100)]
-    assert final_text(stream(server.url, hello_pcm, sizes)) == offline_text(model, hello_pcm)
+    assert final_text(stream(server.url, hello_pcm, sizes)) == stream_transcript(stream_model, hello_pcm)
 
 
-def test_long_speech_with_pauses(server, model, long_pcm):
+def test_long_speech_with_pauses(server, stream_model, long_pcm):
     replies = stream(server.url, long_pcm, 6400)
-    assert final_text(replies) == offline_text(model, long_pcm)
+    assert final_text(replies) == stream_transcript(stream_model, long_pcm)
     finals = [r for r in replies if "text" in r]
     starts = [w["start"] for r in finals for w in r["result"]]
     assert starts == sorted(starts)  # word times count from the start of the stream, across utterances
 
 
 @pytest.mark.parametrize("sample_rate", [8000, 44100])
-def test_other_sample_rates_are_resampled_by_the_server(server, model, speech_wav, sample_rate):
+def test_other_sample_rates_are_resampled_by_the_server(server, stream_model, speech_wav, sample_rate):
     pcm = float_to_pcm16(resample(load_audio(speech_wav), 16000, sample_rate))
     replies = stream(server.url, pcm, sample_rate // 5 * 2 + 1, {"sample_rate": sample_rate})
-    assert final_text(replies) == offline_text(model, pcm, sample_rate)
+    assert final_text(replies) == stream_transcript(stream_model, pcm, sample_rate)
 
 
-def test_several_finals_in_one_message_are_joined(model, hello_pcm):
+def test_several_finals_in_one_message_are_joined(stream_model, hello_pcm):
     endpointing = Endpointing(max_utterance=0.3)  # a final every 0.3 s, whatever the model hears
     settings = ServerSettings(port=0, max_utterance=0.3)
-    with ServerThread(settings, model, "stream") as server:
+    with ServerThread(settings, stream_model, "stream") as server:
         replies = stream(server.url, hello_pcm, len(hello_pcm) // 2 + 1)
-    assert final_text(replies) == offline_text(model, hello_pcm, endpointing=endpointing)
+    assert final_text(replies) == stream_transcript(stream_model, hello_pcm, endpointing=endpointing)
     assert "text" in replies[0]  # the first second held three utterances, sent as one final
 
 
@@ -141,8 +123,8 @@ def test_reset_finishes_the_utterance_and_the_stream_goes_on(server, hello_pcm):
     assert all(w["start"] >= half / 32000 - 0.1 for w in last["result"])  # times stay absolute after a reset
 
 
-def test_words_off_and_alternatives(server, model, hello_pcm):
-    expected = offline_text(model, hello_pcm)
+def test_words_off_and_alternatives(server, stream_model, hello_pcm):
+    expected = stream_transcript(stream_model, hello_pcm)
     plain = [r for r in stream(server.url, hello_pcm, 8000, {"words": False}) if "partial" not in r]
     assert all(set(r) == {"text"} for r in plain) and final_text(plain) == expected
     nbest = [r for r in stream(server.url, hello_pcm, 8000, {"max_alternatives": 3, "words": 1}) if "partial" not in r]
@@ -152,7 +134,7 @@ def test_words_off_and_alternatives(server, model, hello_pcm):
     assert all(a["confidence"] <= 0 and "result" in a for a in alternatives)
 
 
-def test_concurrent_streams_do_not_influence_each_other(server, model, speech_dir):
+def test_concurrent_streams_do_not_influence_each_other(server, stream_model, speech_dir):
     pcms = [float_to_pcm16(load_audio(speech_dir / f"{name}.wav")) for name in ("hello", "weather", "numbers")]
     results = [None] * len(pcms)
 
@@ -164,10 +146,10 @@ def test_concurrent_streams_do_not_influence_each_other(server, model, speech_di
         thread.start()
     for thread in threads:
         thread.join(timeout=120)
-    assert results == [offline_text(model, pcm) for pcm in pcms]
+    assert results == [stream_transcript(stream_model, pcm) for pcm in pcms]
 
 
-def test_a_client_that_never_reads_stalls_nobody(server, model, hello_pcm, long_pcm):
+def test_a_client_that_never_reads_stalls_nobody(server, stream_model, hello_pcm, long_pcm):
     stop = threading.Event()
 
     def flood():  # sends chunks as fast as it can and never reads a reply
@@ -182,7 +164,7 @@ def test_a_client_that_never_reads_stalls_nobody(server, model, hello_pcm, long_
     time.sleep(0.5)
     started = time.monotonic()
     try:
-        assert final_text(stream(server.url, hello_pcm, 3200)) == offline_text(model, hello_pcm)
+        assert final_text(stream(server.url, hello_pcm, 3200)) == stream_transcript(stream_model, hello_pcm)
     finally:
         stop.set()
     assert time.monotonic() - started < 30
@@ -210,8 +192,8 @@ def test_healthz_metrics_and_page(server, hello_pcm):
         assert http_status(base + path) == 404
 
 
-def test_token_auth(model, hello_pcm):
-    with ServerThread(ServerSettings(port=0, token="s3cret"), model, "stream") as server:
+def test_token_auth(stream_model, hello_pcm):
+    with ServerThread(ServerSettings(port=0, token="s3cret"), stream_model, "stream") as server:
         with connect(server.url) as ws:
             assert "token" in json.loads(ws.recv(timeout=10))["error"]
             with pytest.raises(ConnectionClosed):
@@ -226,20 +208,20 @@ def test_token_auth(model, hello_pcm):
         assert http_status(f"http://127.0.0.1:{server.port}/metrics", headers) == 200
 
 
-def test_tls(model, hello_pcm, tmp_path):
+def test_tls(stream_model, hello_pcm, tmp_path):
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
                     "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert],
                    check=True, capture_output=True)
     settings = ServerSettings(port=0, tls_cert=str(cert), tls_key=str(key))
-    with ServerThread(settings, model, "stream") as server:
+    with ServerThread(settings, stream_model, "stream") as server:
         assert server.url.startswith("wss://")
         context = ssl.create_default_context(cafile=str(cert))
-        assert final_text(stream(server.url, hello_pcm, 16000, ssl=context)) == offline_text(model, hello_pcm)
+        assert final_text(stream(server.url, hello_pcm, 16000, ssl=context)) == stream_transcript(stream_model, hello_pcm)
 
 
-def test_drain_gives_open_streams_their_final_result(model, hello_pcm):
-    server = ServerThread(ServerSettings(port=0), model, "stream").start()
+def test_drain_gives_open_streams_their_final_result(stream_model, hello_pcm):
+    server = ServerThread(ServerSettings(port=0), stream_model, "stream").start()
     with connect(server.url) as ws:
         ws.send(hello_pcm)
         first = json.loads(ws.recv(timeout=30))
@@ -249,10 +231,10 @@ def test_drain_gives_open_streams_their_final_result(model, hello_pcm):
         final = json.loads(ws.recv(timeout=30))
         with pytest.raises(ConnectionClosed):
             ws.recv(timeout=10)
-    assert final_text([first, final]) == offline_text(model, hello_pcm) and ws.close_code == 1001
+    assert final_text([first, final]) == stream_transcript(stream_model, hello_pcm) and ws.close_code == 1001
 
 
-def test_sigterm_drains_the_serve_command(model, hello_pcm, tmp_path):
+def test_sigterm_drains_the_serve_command(stream_model, hello_pcm, tmp_path):
     from asr.checkpoint import MODELS_DIR
 
     model_arg = str(MODELS_DIR / "stream.pt")

@@ -27,11 +27,6 @@ from server.protocol import (
 from server.session import Session, StreamLimits
 
 
-@pytest.fixture(scope="module")
-def model(stream_model):
-    return stream_model
-
-
 # --- messages -------------------------------------------------------------------------------------------------------
 def test_commands_are_json_whatever_the_spacing():
     assert parse_text_message('{"eof" : 1}') == Eof()  # what Vosk's own clients send
@@ -70,15 +65,15 @@ def test_final_reply_shapes():
 
 
 # --- one stream, no I/O ---------------------------------------------------------------------------------------------
-def test_session_carries_an_odd_byte_to_the_next_message(model):
-    session = Session(model, "stream")
+def test_session_carries_an_odd_byte_to_the_next_message(stream_model):
+    session = Session(stream_model, "stream")
     pcm = float_to_pcm16(np.linspace(-0.5, 0.5, 1000).astype(np.float32))
     parts = [session.pcm_to_samples(pcm[i : i + 333]) for i in range(0, len(pcm), 333)]
     assert np.array_equal(np.concatenate(parts), np.frombuffer(pcm, "<i2") / 32768.0)
 
 
-def test_session_refuses_config_after_audio_and_other_models(model, caplog):
-    session = Session(model, "stream")
+def test_session_refuses_config_after_audio_and_other_models(stream_model, caplog):
+    session = Session(stream_model, "stream")
     with caplog.at_level(logging.INFO, logger="server"):
         session.configure(StreamConfig(sample_rate=8000, phrase_list=("hello world",), model="stream"))
     assert "phrase_list" in caplog.text  # accepted, ignored, logged
@@ -92,8 +87,8 @@ def test_session_refuses_config_after_audio_and_other_models(model, caplog):
     assert caught.value.code == 1008
 
 
-def test_session_limits_stream_length(model):
-    session = Session(model, "stream", limits=StreamLimits(max_stream_seconds=1.0))
+def test_session_limits_stream_length(stream_model):
+    session = Session(stream_model, "stream", limits=StreamLimits(max_stream_seconds=1.0))
     session.pcm_to_samples(b"\0\0" * 16000)
     with pytest.raises(ProtocolError) as caught:
         session.pcm_to_samples(b"\0\0")
@@ -105,8 +100,8 @@ LIMITS = ServerSettings(port=0, max_streams=3, max_message_bytes=64000, idle_tim
 
 
 @pytest.fixture(scope="module")
-def server(model):
-    with ServerThread(LIMITS, model, "stream") as running:
+def server(stream_model):
+    with ServerThread(LIMITS, stream_model, "stream") as running:
         yield running
 
 
