@@ -115,14 +115,14 @@ def render(utt: Utterance, subset_dir: Path) -> float:
     """Speak, resample to 16 kHz, trim, pad, augment, level and write one FLAC; returns its length in seconds."""
     import librosa
     import soundfile as sf
-    import soxr
+
+    from asr.audio import resample
 
     rng = np.random.default_rng(utt.seed)
     aug = utt.augmentation
     pitch_by_tts = utt.voice.engine in TTS_PITCH_ENGINES
     audio, sample_rate = synthesize(utt.voice, utt.text, pitch=aug.pitch if pitch_by_tts else 1.0, seed=utt.seed)
-    if sample_rate != SAMPLE_RATE:
-        audio = soxr.resample(audio, sample_rate, SAMPLE_RATE, quality="HQ")
+    audio = resample(audio, sample_rate, SAMPLE_RATE)
     audio, _ = librosa.effects.trim(audio, top_db=TRIM_TOP_DB, frame_length=512, hop_length=128)
     if len(audio) == 0 or not np.any(audio):
         raise RuntimeError(f"{utt.voice.id} produced no audio for {utt.text!r}")
