@@ -23,4 +23,5 @@ if ! $PYTHON -c "import torch" 2>/dev/null; then
     $PYTHON -m pip install -q "${ASR_TORCH:-torch==2.13.0}"
 fi
 $PYTHON -m pip install -q -e ".[test]"
+if command -v pyenv >/dev/null; then pyenv rehash; fi  # make the new `asr` command visible through pyenv's shims
 echo "install.sh: done. Try: asr transcribe samples/hello.wav" >&2
