@@ -60,6 +60,9 @@ def save_checkpoint(checkpoint: dict, path: str | os.PathLike) -> None:
             torch.save(checkpoint, f)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; a checkpoint is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
