@@ -45,6 +45,8 @@ class StreamingRecognizer:
         self.model = model
         self.endpointing = endpointing
         self.frame_shift = model.dims.frame_shift
+        self._silence_needed = max(1, round(endpointing.silence / self.frame_shift))  # output frames
+        self._max_utterance_frames = max(1, round(endpointing.max_utterance / self.frame_shift))
         self._resampler = StreamResampler(sample_rate)
         self._features = StreamingFeatures()
         self._frames = torch.zeros(0, N_MELS)  # feature frames not yet stacked into a model step
@@ -75,17 +77,16 @@ class StreamingRecognizer:
     # --- model out ------------------------------------------------------------------------------------------------
     def accept_log_probs(self, log_probs: torch.Tensor) -> list[Transcript]:
         """log_probs: (steps, vocab) for this stream's next model steps. Returns the utterances they finalise."""
-        endpoint = self.endpointing
-        silence_needed = max(1, round(endpoint.silence / self.frame_shift))
-        max_frames = max(1, round(endpoint.max_utterance / self.frame_shift))
+        threshold = self.endpointing.blank_threshold
         labels = log_probs.argmax(dim=-1).tolist()
         blank_probs = log_probs[:, BLANK].exp().tolist()
         finals, start = [], 0
         for t, (label, blank_prob) in enumerate(zip(labels, blank_probs)):
             self._heard_speech |= label not in (BLANK, SPACE)
-            self._silence_frames = self._silence_frames + 1 if blank_prob >= endpoint.blank_threshold else 0
+            self._silence_frames = self._silence_frames + 1 if blank_prob >= threshold else 0
             self._utterance_frames += 1
-            if (self._heard_speech and self._silence_frames >= silence_needed) or self._utterance_frames >= max_frames:
+            if (self._heard_speech and self._silence_frames >= self._silence_needed
+                    or self._utterance_frames >= self._max_utterance_frames):
                 self.decoder.feed(log_probs[start : t + 1])
                 start = t + 1
                 final = self.finish_utterance()

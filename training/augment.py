@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SAMPLE_RATE = 16000
+from asr.audio import SAMPLE_RATE
+
 AUGMENTATIONS = ("speed", "pitch", "noise", "reverb")
 SPEED_RANGE = (0.9, 1.1)
 PITCH_SEMITONES = 2.0                 # shifts are drawn from -2..+2 semitones

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from asr.audio import SAMPLE_RATE
 from training import texts
 from training.augment import (
     AUGMENTATIONS,
@@ -40,7 +41,6 @@ from training.voices import (
     synthesize,
 )
 
-SAMPLE_RATE = 16000
 PAD_RANGE_S = (0.1, 0.3)          # silence kept before and after the trimmed speech
 TRIM_TOP_DB = 50                  # what counts as silence, below the loudest frame (flite hisses at -60 dB)
 PEAK_DBFS_RANGE = (-9.0, -1.0)    # each utterance is scaled to a random peak level
