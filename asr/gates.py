@@ -19,7 +19,7 @@ def gate_activations(model: AcousticModel, features: torch.Tensor, layer: int = 
     """
     if not 0 <= layer < model.dims.layers:
         raise ValueError(f"layer {layer} is outside 0..{model.dims.layers - 1}")
-    x, _ = model.stack_frames(features[None], torch.tensor([len(features)]))
+    x, _, _ = model.stack_frames(features[None], torch.tensor([len(features)]))
     if x.shape[1] == 0:
         raise ValueError(f"utterance too short: {len(features)} frames, need at least {model.dims.stack}")
     for lstm in model.lstms[:layer]:

@@ -15,7 +15,10 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from asr.features import FRAME_RATE, N_MELS
 from asr.tokenizer import VOCAB
 
-State = tuple[torch.Tensor, torch.Tensor]  # (h, c), each (layers, batch, hidden)
+# (h, c, norm): h and c (layers, batch, hidden); norm (1, batch, n_mels + 1) float64, the running sum of the
+# feature frames seen so far and their count (see `AcousticModel.normalize`). Every part has batch on dim 1.
+State = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+NORMALIZATIONS = ("global", "running")
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,14 @@ class ModelDims:
     bidirectional: bool = False
     vocab: int = len(VOCAB)
     dropout: float = 0.1
+    # "global": fixed training-set mean and std. "running": each stream's own running mean (a prior of
+    # `norm_prior_frames` frames at the training-set mean, then every frame so far), divided by the training std.
+    normalization: str = "global"
+    norm_prior_frames: int = 100
+
+    def __post_init__(self):
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization {self.normalization!r} is not one of {', '.join(NORMALIZATIONS)}")
 
     @property
     def frame_shift(self) -> float:
@@ -37,6 +48,16 @@ class ModelDims:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def stack_states(states: list[State]) -> State:
+    """Many streams' states, each of batch 1, -> one state of batch len(states) (concatenated on dim 1)."""
+    return tuple(torch.cat(parts, dim=1) for parts in zip(*states))
+
+
+def unstack_states(state: State) -> list[State]:
+    """The inverse of `stack_states`: one state of batch B -> B states of batch 1 (copies, not views)."""
+    return [tuple(part[:, b : b + 1].clone() for part in state) for b in range(state[0].shape[1])]
 
 
 class AcousticModel(nn.Module):
@@ -61,27 +82,55 @@ class AcousticModel(nn.Module):
         return not self.dims.bidirectional
 
     def init_state(self, batch: int = 1) -> State:
-        """Zero `(h, c)`, each (layers, batch, hidden)."""
-        zeros = torch.zeros(self.dims.layers, batch, self.dims.hidden, device=self.feature_mean.device)
-        return zeros, zeros.clone()
+        """The state of `batch` new streams: zero `(h, c)`, each (layers, batch, hidden), and no frames seen."""
+        device = self.feature_mean.device
+        zeros = torch.zeros(self.dims.layers, batch, self.dims.hidden, device=device)
+        norm = torch.zeros(1, batch, self.dims.n_mels + 1, dtype=torch.float64, device=device)
+        return zeros, zeros.clone(), norm
 
-    def stack_frames(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalise and stack. features: (batch, frames, n_mels) -> (batch, frames // stack, n_mels * stack).
+    def normalize(self, features: torch.Tensor, lengths: torch.Tensor,
+                  norm: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """features: (batch, frames, n_mels); lengths: (batch,) valid frames; norm: (1, batch, n_mels + 1) running
+        sum and count carried from earlier chunks, or None for none. Returns normalised features and the new norm
+        (passed through unchanged by "global" normalisation).
+
+        The running mean at frame t covers the prior and frames 0..t only, so any chunking gives the same values.
+        """
+        batch, frames, n_mels = features.shape
+        if norm is None:
+            norm = features.new_zeros(1, batch, n_mels + 1, dtype=torch.float64)
+        if self.dims.normalization == "global":
+            return (features - self.feature_mean) / self.feature_std, norm
+        valid = (torch.arange(frames, device=features.device)[None, :] < lengths.to(features.device)[:, None])
+        valid = valid.double()[..., None]  # (batch, frames, 1)
+        sums = torch.cumsum(features.double() * valid, dim=1) + norm[0, :, None, :n_mels]
+        counts = torch.cumsum(valid, dim=1) + norm[0, :, None, n_mels:]
+        prior = self.dims.norm_prior_frames
+        mean = (sums + prior * self.feature_mean.double()) / (counts + prior)
+        normalized = ((features.double() - mean) / self.feature_std.double()).float()
+        if frames == 0:
+            return normalized, norm
+        return normalized, torch.cat([sums[:, -1], counts[:, -1]], dim=-1)[None]
+
+    def stack_frames(self, features: torch.Tensor, lengths: torch.Tensor,
+                     norm: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Normalise and stack. features: (batch, frames, n_mels) -> x (batch, frames // stack, n_mels * stack),
+        out_lengths (batch,), and the new running-normalisation state (see `normalize`).
 
         Trailing frames that do not fill a whole stack are dropped (a streaming caller keeps them for later).
         """
         stack = self.dims.stack
         batch, frames, n_mels = features.shape
         steps = frames // stack
-        x = (features[:, : steps * stack] - self.feature_mean) / self.feature_std
         out_lengths = torch.div(lengths, stack, rounding_mode="floor")
+        x, norm = self.normalize(features[:, : steps * stack], out_lengths * stack, norm)
         x = x.reshape(batch, steps, n_mels * stack)
         padding = torch.arange(steps, device=x.device)[None, :] >= out_lengths.to(x.device)[:, None]
-        return x.masked_fill(padding[..., None], 0.0), out_lengths
+        return x.masked_fill(padding[..., None], 0.0), out_lengths, norm
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor, state: State | None = None):
         """features: (batch, frames, n_mels) log-mel; lengths: (batch,) valid frames per item;
-        state: `(h, c)` each (layers, batch, hidden), or None for zeros (unidirectional models only).
+        state: `(h, c, norm)` as from `init_state`, or None for a fresh start (unidirectional models only).
 
         Returns log_probs (batch, frames // stack, vocab), out_lengths (batch,), and the new state
         (None for bidirectional models). Items with fewer than `stack` frames are an error.
@@ -93,7 +142,7 @@ class AcousticModel(nn.Module):
         """
         if state is not None and self.dims.bidirectional:
             raise ValueError("a bidirectional model cannot carry state across chunks; use a unidirectional model")
-        x, out_lengths = self.stack_frames(features, lengths)
+        x, out_lengths, norm = self.stack_frames(features, lengths, None if state is None else state[2])
         if int(out_lengths.min()) < 1:
             raise ValueError(f"every item needs at least {self.dims.stack} frames (got lengths {lengths.tolist()})")
         steps = x.shape[1]
@@ -113,5 +162,5 @@ class AcousticModel(nn.Module):
         if packed:
             x, _ = pad_packed_sequence(x, batch_first=True, total_length=steps)
         log_probs = self.output(x).log_softmax(dim=-1)
-        new_state = None if self.dims.bidirectional else (torch.cat(new_h), torch.cat(new_c))
+        new_state = None if self.dims.bidirectional else (torch.cat(new_h), torch.cat(new_c), norm)
         return log_probs, out_lengths, new_state

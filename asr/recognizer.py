@@ -16,7 +16,7 @@ from torch.nn.utils.rnn import pad_sequence
 from asr.audio import SAMPLE_RATE, StreamResampler
 from asr.decoding import SPACE, GreedyCTCDecoder, Transcript
 from asr.features import N_MELS, StreamingFeatures
-from asr.model import AcousticModel
+from asr.model import AcousticModel, stack_states, unstack_states
 from asr.tokenizer import BLANK
 
 
@@ -125,16 +125,16 @@ class StreamingRecognizer:
 def step(model: AcousticModel, recognizers: list[StreamingRecognizer]) -> list[list[Transcript]]:
     """One batched model step over every recognizer with ready frames. Returns each recognizer's new finals.
 
-    The states of the ready streams are concatenated on the batch dimension, (layers, batch, hidden), and split back.
+    The states of the ready streams are stacked on the batch dimension and split back (`stack_states`).
     """
     ready = [(r, f) for r in recognizers if (f := r.take_frames()) is not None]
     finals: dict[int, list[Transcript]] = {}
     if ready:
         streams, frames = zip(*ready)
         lengths = torch.tensor([len(f) for f in frames])
-        state = tuple(torch.cat([r.state[i] for r in streams], dim=1) for i in (0, 1))
-        log_probs, out_lengths, (h, c) = model(pad_sequence(frames, batch_first=True), lengths, state)
-        for b, recognizer in enumerate(streams):
-            recognizer.state = (h[:, b : b + 1].clone(), c[:, b : b + 1].clone())
+        state = stack_states([r.state for r in streams])
+        log_probs, out_lengths, state = model(pad_sequence(frames, batch_first=True), lengths, state)
+        for b, (recognizer, stream_state) in enumerate(zip(streams, unstack_states(state))):
+            recognizer.state = stream_state
             finals[id(recognizer)] = recognizer.accept_log_probs(log_probs[b, : out_lengths[b]])
     return [finals.get(id(r), []) for r in recognizers]

@@ -21,7 +21,7 @@ def test_gates_reproduce_the_lstm_outputs():
         for t in range(len(gates["input"])):
             c = gates["forget"][t] * c + gates["input"][t] * gates["cell"][t]
             rebuilt.append(gates["output"][t] * torch.tanh(c))
-        x, _ = model.stack_frames(features[None], torch.tensor([90]))
+        x, _, _ = model.stack_frames(features[None], torch.tensor([90]))
         for lstm in model.lstms[: layer + 1]:
             x, _ = lstm(x)
         torch.testing.assert_close(torch.stack(rebuilt), x[0], atol=1e-5, rtol=0)

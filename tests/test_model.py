@@ -1,27 +1,31 @@
+import math
+
 import pytest
 import torch
 
 from asr.model import AcousticModel, ModelDims
 
 
-def small(bidirectional=False):
+def small(bidirectional=False, normalization="global"):
     torch.manual_seed(0)
-    return AcousticModel(ModelDims(hidden=48, layers=3, stack=3, bidirectional=bidirectional)).eval()
+    dims = ModelDims(hidden=48, layers=3, stack=3, bidirectional=bidirectional, normalization=normalization)
+    return AcousticModel(dims).eval()
 
 
 def test_shapes():
     model = small()
     features = torch.randn(2, 100, 80)
-    log_probs, out_lengths, (h, c) = model(features, torch.tensor([100, 61]))
+    log_probs, out_lengths, (h, c, norm) = model(features, torch.tensor([100, 61]))
     assert log_probs.shape == (2, 33, 29)
     assert out_lengths.tolist() == [33, 20]
-    assert h.shape == c.shape == (3, 2, 48)
+    assert h.shape == c.shape == (3, 2, 48) and norm.shape == (1, 2, 81)
     torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(2, 33))
 
 
+@pytest.mark.parametrize("normalization", ["global", "running"])
 @pytest.mark.parametrize("chunk_frames", [3, 6, 21, 99])
-def test_chunked_with_state_equals_whole(chunk_frames):
-    model = small()
+def test_chunked_with_state_equals_whole(chunk_frames, normalization):
+    model = small(normalization=normalization)
     features = torch.randn(1, 300, 80)
     whole, _, whole_state = model(features, torch.tensor([300]))
     state, outputs = model.init_state(1), []
@@ -31,16 +35,37 @@ def test_chunked_with_state_equals_whole(chunk_frames):
         outputs.append(out)
     torch.testing.assert_close(torch.cat(outputs, dim=1), whole, atol=1e-5, rtol=0)
     torch.testing.assert_close(state[0], whole_state[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(state[2], whole_state[2])
 
 
-def test_padded_batch_gives_each_item_its_own_result_and_state():
-    model = small()
+@pytest.mark.parametrize("normalization", ["global", "running"])
+def test_padded_batch_gives_each_item_its_own_result_and_state(normalization):
+    model = small(normalization=normalization)
     a, b = torch.randn(1, 90, 80), torch.randn(1, 45, 80)
     batch = torch.cat([a, torch.nn.functional.pad(b, (0, 0, 0, 45))])
-    log_probs, _, (h, _) = model(batch, torch.tensor([90, 45]))
-    alone, _, (h_alone, _) = model(b, torch.tensor([45]))
+    log_probs, _, (h, _, norm) = model(batch, torch.tensor([90, 45]))
+    alone, _, (h_alone, _, norm_alone) = model(b, torch.tensor([45]))
     torch.testing.assert_close(log_probs[1, :15], alone[0], atol=1e-5, rtol=0)
     torch.testing.assert_close(h[:, 1], h_alone[:, 0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(norm[:, 1], norm_alone[:, 0])
+
+
+def test_running_normalization_forgets_a_microphone_gain():
+    """A gain of g on the audio adds log(g**2) to every log-mel bin. The running mean absorbs it: the difference
+    left after t frames is the prior's share, offset * prior / (prior + t + 1), over the training std."""
+    model = small(normalization="running")
+    features = torch.randn(1, 1000, 80)
+    lengths = torch.tensor([1000])
+    offset = 2 * math.log(10.0)  # 20 dB louder
+    quiet, _ = model.normalize(features, lengths)
+    loud, _ = model.normalize(features + offset, lengths)
+    prior = model.dims.norm_prior_frames
+    expected = offset * prior / (prior + torch.arange(1, 1001.0))
+    torch.testing.assert_close((loud - quiet)[0, :, 0], expected, atol=1e-4, rtol=1e-4)
+    assert float((loud - quiet)[0, -1].abs().max()) < 0.1 * offset
+    global_model = small(normalization="global")
+    assert float((global_model.normalize(features + offset, lengths)[0]
+                  - global_model.normalize(features, lengths)[0]).abs().min()) > 0.99 * offset
 
 
 def test_bidirectional_refuses_state():

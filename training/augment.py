@@ -1,4 +1,5 @@
-"""Random, seeded changes to synthetic speech so that a few dozen voices sound like more speakers and rooms.
+"""Random, seeded changes to speech: synthetic voices sound like more speakers and rooms, clean recordings sound
+like other microphones, rooms, phones and codecs.
 
     aug = draw_augmentation(rng, kinds=("speed", "noise", "reverb"), probability=0.5)
     audio = apply_augmentation(audio, aug, rng)        # 16 kHz float32 in and out
@@ -8,10 +9,15 @@
   other engines get a phase-vocoder pitch shift here;
 - noise: white, pink or brown noise made with numpy at 10..30 dB SNR;
 - reverb: a synthetic room: a direct path plus exponentially decaying noise with RT60 0.15..0.8 s.
+
+`draw_recording` and `apply_recording` add what a recording chain does (gain, band limits, telephone, lossy codecs)
+and `augment_corpus` writes augmented copies of a whole LibriSpeech-format corpus.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -150,3 +156,150 @@ def apply_augmentation(audio: np.ndarray, aug: Augmentation, rng: np.random.Gene
     if aug.noise:
         audio = add_noise(audio, aug.noise, aug.snr_db, rng)
     return audio
+
+
+# --- recording chains: what a microphone, a phone line or a codec does to clean speech ------------------------------
+CHANNELS = ("none", "bandlimit", "telephone", "codec")
+CHANNEL_WEIGHTS = (0.25, 0.3, 0.2, 0.25)
+CODECS = (("libmp3lame", "mp3", (16, 48)), ("libopus", "ogg", (8, 24)), ("libgsm", "gsm", (13, 13)))
+GAIN_DB_RANGE = (-25.0, 6.0)
+RECORDING_SNR_DB_RANGE = (5.0, 30.0)
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One recording chain: speed, room, noise, then the channel (band limit, telephone or codec) and a gain."""
+
+    room: Augmentation = Augmentation()
+    channel: str = "none"
+    low_hz: float = 0.0        # bandlimit: high-pass corner
+    high_hz: float = 8000.0    # bandlimit: low-pass corner
+    codec: str = ""            # codec: ffmpeg encoder
+    kbps: int = 0
+    gain_db: float = 0.0
+
+    def describe(self) -> str:
+        parts = [self.room.describe()] if self.room != Augmentation() else []
+        if self.channel == "bandlimit":
+            parts.append(f"band={self.low_hz:.0f}-{self.high_hz:.0f}Hz")
+        elif self.channel == "telephone":
+            parts.append("telephone")
+        elif self.channel == "codec":
+            parts.append(f"{self.codec}@{self.kbps}k")
+        parts.append(f"gain={self.gain_db:.1f}dB")
+        return ",".join(parts)
+
+
+def draw_recording(rng: np.random.Generator) -> Recording:
+    """A random recording chain: speed 1/2, reverb 1/3, noise 2/5 of the time, a channel, a gain."""
+    room = {}
+    if rng.random() < 0.5:
+        room["speed"] = float(rng.uniform(*SPEED_RANGE))
+    if rng.random() < 1 / 3:
+        room["rt60"] = float(rng.uniform(*RT60_RANGE_S))
+        room["drr_db"] = float(rng.uniform(*DIRECT_TO_REVERB_DB_RANGE))
+    if rng.random() < 0.4:
+        room["noise"] = NOISE_COLOURS[rng.integers(len(NOISE_COLOURS))]
+        room["snr_db"] = float(rng.uniform(*RECORDING_SNR_DB_RANGE))
+    channel = CHANNELS[rng.choice(len(CHANNELS), p=CHANNEL_WEIGHTS)]
+    values = {"room": Augmentation(**room), "channel": channel, "gain_db": float(rng.uniform(*GAIN_DB_RANGE))}
+    if channel == "bandlimit":
+        values["low_hz"] = float(rng.uniform(50, 400))
+        values["high_hz"] = float(rng.uniform(3000, 7500))
+    elif channel == "codec":
+        encoder, _, (low, high) = CODECS[rng.integers(len(CODECS))]
+        values["codec"], values["kbps"] = encoder, int(rng.integers(low, high + 1))
+    return Recording(**values)
+
+
+def band_limit(audio: np.ndarray, low_hz: float, high_hz: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """4th-order Butterworth band-pass, as a cheap microphone or a narrow channel."""
+    from scipy.signal import butter, sosfilt
+    sos = butter(4, [max(low_hz, 1.0), min(high_hz, sample_rate / 2 - 1)], btype="bandpass", fs=sample_rate,
+                 output="sos")
+    return sosfilt(sos, audio).astype(np.float32)
+
+
+def telephone(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """A G.711 phone line: 300-3400 Hz, 8 kHz, 8-bit mu-law, back to `sample_rate`."""
+    import soxr
+    narrow = soxr.resample(band_limit(audio, 300, 3400, sample_rate), sample_rate, 8000)
+    mu = 255.0
+    x = np.clip(narrow, -1, 1)
+    encoded = np.round(np.sign(x) * np.log1p(mu * np.abs(x)) / np.log1p(mu) * 127) / 127
+    decoded = np.sign(encoded) * ((1 + mu) ** np.abs(encoded) - 1) / mu
+    return soxr.resample(decoded.astype(np.float32), 8000, sample_rate).astype(np.float32)
+
+
+def through_codec(audio: np.ndarray, encoder: str, kbps: int, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Encode with ffmpeg's `encoder` at `kbps` and decode back: the artefacts of a lossy codec."""
+    import subprocess
+    fmt = {encoder_name: container for encoder_name, container, _ in CODECS}[encoder]
+    rate = 8000 if encoder == "libgsm" else sample_rate
+    raw = ["-f", "f32le", "-ar", str(sample_rate), "-ac", "1"]
+    encode = ["ffmpeg", "-nostdin", "-loglevel", "error", *raw, "-i", "-", "-ar", str(rate), "-c:a", encoder,
+              *([] if encoder == "libgsm" else ["-b:a", f"{kbps}k"]), "-f", fmt, "-"]
+    compressed = subprocess.run(encode, input=np.ascontiguousarray(audio, np.float32).tobytes(),
+                                capture_output=True, check=True).stdout
+    decode = ["ffmpeg", "-nostdin", "-loglevel", "error", "-f", fmt, "-i", "-", *raw, "-"]
+    out = np.frombuffer(subprocess.run(decode, input=compressed, capture_output=True, check=True).stdout, np.float32)
+    return out.copy()
+
+
+def apply_recording(audio: np.ndarray, recording: Recording, rng: np.random.Generator) -> np.ndarray:
+    """16 kHz float32 in and out; peaks are kept below full scale after the gain."""
+    audio = apply_augmentation(audio, recording.room, rng)
+    if recording.channel == "bandlimit":
+        audio = band_limit(audio, recording.low_hz, recording.high_hz)
+    elif recording.channel == "telephone":
+        audio = telephone(audio)
+    elif recording.channel == "codec":
+        audio = through_codec(audio, recording.codec, recording.kbps)
+    audio = audio * np.float32(10 ** (recording.gain_db / 20))
+    peak = float(np.max(np.abs(audio))) if len(audio) else 0.0
+    return audio / np.float32(peak / 0.99) if peak > 0.99 else audio
+
+
+def _augment_one(job: tuple) -> str | None:
+    import soundfile as sf
+
+    from asr.audio import load_audio
+    utt_id, source, target, seed = job
+    if Path(target).exists():
+        return None
+    rng = np.random.default_rng(seed)
+    recording = draw_recording(rng)
+    audio = apply_recording(load_audio(source), recording, rng)
+    tmp = f"{target}.tmp.flac"
+    sf.write(tmp, audio, SAMPLE_RATE, subtype="PCM_16")
+    os.replace(tmp, target)
+    return f"{utt_id}\t{recording.describe()}"
+
+
+def augment_corpus(src_dir: str | os.PathLike, out_dir: str | os.PathLike, copy: int, seed: int = 0,
+                   jobs: int = 2) -> int:
+    """Write copy number `copy` of the LibriSpeech-format corpus `src_dir` to `out_dir`, every utterance through a
+    random recording chain seeded by (seed, copy, utterance id). Files already written are kept, so a rerun finishes
+    an interrupted one. Returns the number of files written now."""
+    import multiprocessing
+    import zlib
+
+    from training.librispeech import load_manifest
+    src_dir, out_dir = Path(src_dir), Path(out_dir)
+    jobs_list, chapters = [], {}
+    for utt in load_manifest(src_dir):
+        speaker, chapter, _ = utt.id.split("-")
+        folder = out_dir / speaker / chapter
+        folder.mkdir(parents=True, exist_ok=True)
+        chapters.setdefault(folder, []).append(f"{utt.id} {utt.text}\n")
+        utt_seed = [seed, copy, zlib.crc32(utt.id.encode())]
+        jobs_list.append((utt.id, utt.path, str(folder / f"{utt.id}.flac"), utt_seed))
+    written = 0
+    with multiprocessing.Pool(jobs) as pool, (out_dir / "recordings.tsv").open("a", encoding="utf-8") as log_file:
+        for line in pool.imap_unordered(_augment_one, jobs_list, chunksize=16):
+            if line:
+                log_file.write(line + "\n")
+                written += 1
+    for folder, lines in chapters.items():  # transcripts last: a half-written corpus is never mistaken for whole
+        (folder / f"{folder.parent.name}-{folder.name}.trans.txt").write_text("".join(lines), encoding="utf-8")
+    return written

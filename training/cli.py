@@ -33,6 +33,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--stack", type=int, help=f"10 ms frames stacked per model step (default {defaults['stack']})")
     model.add_argument("--bidirectional", action="store_true", help="offline model (cannot stream)")
     model.add_argument("--dropout", type=float, help=f"dropout between layers (default {defaults['dropout']})")
+    model.add_argument("--normalization", choices=["global", "running"],
+                       help=f"feature normalisation: fixed training statistics, or each stream's running mean "
+                            f"(default {defaults['normalization']})")
+    model.add_argument("--init", metavar="CHECKPOINT", help="start from this checkpoint's weights (same dims)")
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--steps", type=int, help=f"steps in the schedule (default {defaults['steps']})")
     opt.add_argument("--lr", type=float, help=f"peak AdamW learning rate (default {defaults['lr']})")

@@ -96,13 +96,14 @@ def bucket_batches(durations: list[float], max_batch_seconds: float, seed: int, 
     return batches[rank:usable:world_size]
 
 
-def spec_augment(features: torch.Tensor, lengths: torch.Tensor, fill: torch.Tensor, generator: torch.Generator,
+def spec_augment(features: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator,
                  freq_masks: int = 2, freq_width: int = 15, time_masks: int = 2, time_ratio: float = 0.05) -> torch.Tensor:
-    """SpecAugment (frequency and time masking) in place. features: (batch, frames, n_mels); fill: (n_mels,) value
-    that masked bins take (the feature mean, so that they normalise to zero)."""
+    """SpecAugment (frequency and time masking) in place. features: (batch, frames, n_mels). Masked bins take the
+    utterance's own mean, so that they normalise to about zero under either normalisation."""
     batch, _, n_mels = features.shape
     for b in range(batch):
         length = int(lengths[b])
+        fill = features[b, :length].mean(dim=0)
         for _ in range(freq_masks):
             width = int(torch.randint(0, freq_width + 1, (1,), generator=generator))
             start = int(torch.randint(0, n_mels - width + 1, (1,), generator=generator))

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ import soundfile as sf
 from asr.tokenizer import normalize_text
 
 log = logging.getLogger(__name__)
-AUDIO_SUFFIXES = (".flac", ".wav")
+AUDIO_SUFFIXES = (".flac", ".wav", ".opus", ".ogg")  # anything soundfile reads
 CACHE_DIR = Path(os.environ.get("ASR_CACHE_DIR", Path.home() / ".cache" / "lstm-asr")) / "manifests"
 
 
@@ -101,3 +102,22 @@ def load_manifest(subset_dir: str | os.PathLike, use_cache: bool = True) -> list
 def load_manifests(subset_dirs: list[str | os.PathLike]) -> list[Utterance]:
     """Utterances of several subset directories (e.g. train-clean-100 and train-clean-360), in order."""
     return [u for d in subset_dirs for u in load_manifest(d)]
+
+
+def write_subset(subset_dir: str | os.PathLike, utterances: list[Utterance]) -> None:
+    """Write `utterances` as a LibriSpeech-format subset: audio files linked (not copied) under their ids, one
+    trans.txt per speaker and chapter. Replaces whatever `subset_dir` held, so writing is idempotent."""
+    subset_dir = Path(subset_dir)
+    if subset_dir.exists():
+        shutil.rmtree(subset_dir)
+    chapters: dict[Path, list[str]] = {}
+    for utt in utterances:
+        speaker, chapter_id, _ = utt.id.split("-")
+        folder = subset_dir / speaker / chapter_id
+        folder.mkdir(parents=True, exist_ok=True)
+        source = Path(utt.path).resolve()
+        (folder / f"{utt.id}{source.suffix}").symlink_to(source)
+        chapters.setdefault(folder, []).append(f"{utt.id} {utt.text}\n")
+    for folder, lines in chapters.items():
+        speaker, chapter_id = folder.parent.name, folder.name
+        (folder / f"{speaker}-{chapter_id}.trans.txt").write_text("".join(lines), encoding="utf-8")

@@ -27,4 +27,4 @@ $SYNTH "$DATA/corpus" --subset dev --voices train --hours 0.25 --seed 11 --overw
 $SYNTH "$DATA/corpus" --subset train --voices train --hours 6 --seed 1 --overwrite \
     --augment all --augment-prob 0.5 \
     --exclude-sentences "$DATA/test_sentences.txt" --exclude-sentences "$DATA/dev_sentences.txt" \
-    --write-sentences "$DATA/train_sentences.txt"
+    --exclude-sentences "$DATA/real/heldout_sentences.txt" --write-sentences "$DATA/train_sentences.txt"

@@ -52,6 +52,7 @@ class TrainConfig:
     stack: int = 3
     bidirectional: bool = False
     dropout: float = 0.1
+    normalization: str = "running"
     # optimisation
     steps: int = 4000  # length of the learning-rate schedule
     lr: float = 2e-3
@@ -73,10 +74,12 @@ class TrainConfig:
     device: str = "auto"
     resume: bool = False
     cache_features: bool = True
+    init: str = ""  # start from this checkpoint's weights (fine-tuning); ignored when resuming
 
     def dims(self) -> ModelDims:
         return ModelDims(stack=self.stack, hidden=self.hidden, layers=self.layers,
-                         bidirectional=self.bidirectional, dropout=self.dropout)
+                         bidirectional=self.bidirectional, dropout=self.dropout,
+                         normalization=self.normalization)
 
 
 def get_lr(step: int, config: TrainConfig) -> float:
@@ -162,9 +165,15 @@ def train(config: TrainConfig) -> dict:
             log.warning("--resume: no %s yet, starting afresh", last_path)
         torch.manual_seed(config.seed)
         model = AcousticModel(config.dims())
-        mean, std = feature_statistics(train_set)
-        model.feature_mean.copy_(mean)
-        model.feature_std.copy_(std)
+        if config.init:
+            init = model_from_checkpoint(load_checkpoint(config.init))
+            if init.dims != model.dims:
+                raise SystemExit(f"--init {config.init}: its model dims {init.dims} differ from {model.dims}")
+            model.load_state_dict(init.state_dict())
+        else:
+            mean, std = feature_statistics(train_set)
+            model.feature_mean.copy_(mean)
+            model.feature_std.copy_(std)
     model.to(env.device)
     wrapped = torch.nn.parallel.DistributedDataParallel(model) if env.world_size > 1 else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -218,7 +227,7 @@ def train(config: TrainConfig) -> dict:
             batch = train_set.batch(indices)
             features = batch.features
             if config.spec_augment:
-                features = spec_augment(features, batch.feature_lengths, model.feature_mean.cpu(), augment_rng)
+                features = spec_augment(features, batch.feature_lengths, augment_rng)
             lr = get_lr(meta["step"], config)
             for group in optimizer.param_groups:
                 group["lr"] = lr

@@ -1,0 +1,120 @@
+"""Word error rates on every part of a dev suite, for each model and for pocketsphinx on the same files.
+
+    python -m training.dev_suite --suite data/real --models stream offline --pocketsphinx
+    python -m training.dev_suite --suite data/real --extra data/corpus/test --models runs/stream/best.pt --json out.json
+
+Parts are the LibriSpeech-format directories SUITE/dev/* and SUITE/test/* (see training.real_speech) plus any --extra
+directory. Every model transcribes every file the way `asr transcribe` does (training.evaluate.evaluate_files).
+pocketsphinx (`pip install pocketsphinx`: its wheel ships an en-us model) is the reference to beat; its transcripts
+are cached per part (they never change), so it costs its time once.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import sys
+from pathlib import Path
+
+from asr.audio import AudioError, load_audio
+from training.evaluate import error_rates, evaluate_files
+from training.librispeech import CACHE_DIR, Utterance, load_manifest
+
+log = logging.getLogger(__name__)
+
+
+def suite_parts(suite: Path | None, extra: list[Path]) -> dict[str, Path]:
+    parts = {}
+    if suite is not None:
+        for split in ("dev", "test"):
+            for folder in sorted((suite / split).glob("*")):
+                if folder.is_dir():
+                    parts[f"{split}/{folder.name}"] = folder
+    for folder in extra:
+        parts[str(folder)] = folder
+    if not parts:
+        raise SystemExit("no dev-suite parts: give --suite (made by training.real_speech) or --extra DIR")
+    return parts
+
+
+def pocketsphinx_transcripts(utterances: list[Utterance]) -> dict[str, str]:
+    """utterance id -> pocketsphinx's en-us hypothesis, upper-cased; cached by the files' ids and paths."""
+    try:
+        from pocketsphinx import Decoder
+    except ImportError:
+        raise SystemExit("--pocketsphinx: pip install pocketsphinx") from None
+    key = hashlib.sha1("".join(f"{u.id}{u.path}" for u in utterances).encode()).hexdigest()[:16]
+    cache = CACHE_DIR.parent / "pocketsphinx" / f"{key}.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    decoder = Decoder(samprate=16000, loglevel="FATAL")
+    hypotheses = {}
+    for utt in utterances:
+        try:
+            audio = load_audio(utt.path)
+        except AudioError as error:
+            log.error("%s", error)
+            continue
+        decoder.start_utt()
+        decoder.process_raw((audio.clip(-1, 1) * 32767).astype("int16").tobytes(), full_utt=True)
+        decoder.end_utt()
+        hypotheses[utt.id] = decoder.hyp().hypstr.upper() if decoder.hyp() else ""
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(hypotheses))
+    return hypotheses
+
+
+def evaluate_suite(parts: dict[str, Path], models: list[str], pocketsphinx: bool) -> list[dict]:
+    from asr.checkpoint import load_model
+
+    loaded = {name: load_model(name) for name in models}
+    rows = []
+    for part, folder in parts.items():
+        utterances = load_manifest(folder)
+        hours = sum(u.duration for u in utterances) / 3600
+        if pocketsphinx:
+            hypotheses = pocketsphinx_transcripts(utterances)
+            scored = [u for u in utterances if u.id in hypotheses]
+            scores = error_rates([u.text for u in scored], [hypotheses[u.id] for u in scored])
+            rows.append({"part": part, "model": "pocketsphinx", "hours": round(hours, 3), **scores})
+            log.info("%s pocketsphinx WER %.1f%%", part, 100 * scores["wer"])
+        for name, model in loaded.items():
+            scores = evaluate_files(model, utterances, progress=False)
+            rows.append({"part": part, "model": name, "hours": round(hours, 3), **scores})
+            log.info("%s %s WER %.1f%%", part, name, 100 * scores["wer"])
+    return rows
+
+
+def markdown_table(rows: list[dict]) -> str:
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    parts = list(dict.fromkeys(r["part"] for r in rows))
+    by = {(r["part"], r["model"]): r for r in rows}
+    lines = ["| part | utterances | hours | " + " | ".join(f"{m} WER / CER" for m in models) + " |",
+             "|---|---:|---:|" + "---|" * len(models)]
+    for part in parts:
+        first = by[(part, models[0])]
+        cells = [f"{100 * by[(part, m)]['wer']:.1f}% / {100 * by[(part, m)]['cer']:.1f}%" for m in models]
+        lines.append(f"| {part} | {first['utterances']} | {first['hours']:.2f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.dev_suite", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", type=Path, help="the output folder of training.real_speech")
+    parser.add_argument("--extra", type=Path, nargs="*", default=[], metavar="DIR", help="more parts to score")
+    parser.add_argument("--models", nargs="*", default=["stream", "offline"], help="shipped names or checkpoints")
+    parser.add_argument("--pocketsphinx", action="store_true", help="score pocketsphinx's en-us model as well")
+    parser.add_argument("--json", type=Path, help="write the rows as JSON here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    rows = evaluate_suite(suite_parts(args.suite, args.extra), args.models, args.pocketsphinx)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    print(markdown_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

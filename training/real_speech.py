@@ -1,0 +1,152 @@
+"""Real-speech training set and dev suite from the shared real-speech corpora (LibriSpeech layout, any audio format).
+
+    python -m training.real_speech --real ../shared/data/real --out data/real [--asterisk] [--augment-copies 2]
+
+Writes LibriSpeech-format subset directories under OUT (audio is linked, never copied; transcripts are written):
+
+    train/             speechocean762 ch. 1, AN4 ch. 1, LJ Speech, phone numbers, Common Voice train speakers
+    dev/cv             Common Voice speakers held out (split by speaker, not by clip), for tuning
+    test/cv            other held-out Common Voice speakers, reported only
+    dev/an4            AN4's test chapter (10 speakers never in training)
+    dev/so762          4 utterances per speaker of speechocean762's test chapter (speakers never in training)
+    dev/so762-unseen   the part of dev/so762 whose sentences never occur in training
+    dev/asterisk       Debian's asterisk-core-sounds-en prompts (one more speaker, another domain; --asterisk)
+    train-aug1, ...    --augment-copies: copies of train/ through random recording chains (training.augment:
+                       speed, room, noise, band limits, telephone, codecs, gain), written once and kept
+    heldout_sentences.txt   every dev and test sentence, to keep out of language-model text and synthetic corpora
+
+Training utterances whose sentence occurs in a Common Voice dev or test clip are left out. Idempotent: a rerun
+rewrites the same files.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import logging
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from asr.tokenizer import normalize_text
+from training.augment import augment_corpus
+from training.librispeech import Utterance, load_manifest, write_subset
+
+log = logging.getLogger(__name__)
+
+CV = "commonvoice_cv13_delta"
+CV_HELDOUT_FRACTION = 0.4  # of Common Voice speakers (by a hash of the id), half dev and half test
+CV_MAX_HELDOUT_CLIPS = 40   # speakers with more clips than this always train (a few read 150-190 clips)
+SO762_DEV_PER_SPEAKER = 4  # of its 20 test prompts per speaker: 500 utterances keep the suite quick to score
+ASTERISK_SOUNDS = Path("/usr/share/asterisk/sounds/en")
+ASTERISK_TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
+
+
+def chapter(utt: Utterance) -> str:
+    return utt.id.split("-")[1]
+
+
+def speaker_bucket(speaker: str) -> float:
+    """A stable number in [0, 1) per speaker id."""
+    return int(hashlib.sha1(speaker.encode()).hexdigest()[:8], 16) / 2**32
+
+
+def split_common_voice(utterances: list[Utterance]) -> dict[str, list[Utterance]]:
+    by_speaker = defaultdict(list)
+    for utt in utterances:
+        by_speaker[utt.speaker].append(utt)
+    parts = {"train": [], "dev": [], "test": []}
+    for speaker, utts in sorted(by_speaker.items()):
+        bucket = speaker_bucket(speaker)
+        if len(utts) > CV_MAX_HELDOUT_CLIPS or bucket >= CV_HELDOUT_FRACTION:
+            parts["train"] += utts
+        else:
+            parts["dev" if bucket < CV_HELDOUT_FRACTION / 2 else "test"] += utts
+    return parts
+
+
+def asterisk_prompts(out: Path) -> list[Utterance]:
+    """The G.722 prompts of asterisk-core-sounds-en-g722 decoded to 16 kHz FLAC under `out` (speaker 99001)."""
+    if not ASTERISK_TRANSCRIPTS.exists() or not ASTERISK_SOUNDS.is_dir():
+        raise SystemExit("--asterisk: install the prompts first: apt-get install asterisk-core-sounds-en "
+                         "asterisk-core-sounds-en-g722")
+    texts = {}
+    for line in gzip.open(ASTERISK_TRANSCRIPTS, "rt", encoding="utf-8", errors="replace"):
+        name, sep, text = line.partition(":")
+        if sep and normalize_text(text) and not name.startswith(("#", ";")):
+            texts[name.strip()] = normalize_text(text)
+    audio_dir = out / "audio"
+    audio_dir.mkdir(parents=True, exist_ok=True)
+    utterances = []
+    for number, name in enumerate(sorted(texts)):
+        source = ASTERISK_SOUNDS / f"{name}.g722"
+        if not source.exists():
+            continue
+        target = audio_dir / f"{name.replace('/', '_')}.flac"
+        if not target.exists():
+            subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "g722", "-i", str(source),
+                            "-ar", "16000", "-ac", "1", str(target)], check=True)
+        utterances.append(Utterance(f"99001-1-{number:04d}", str(target), 0.0, texts[name], "99001"))
+    return utterances
+
+
+def prepare(real: Path, out: Path, with_asterisk: bool) -> dict[str, list[Utterance]]:
+    corpora = {name: load_manifest(real / name, use_cache=False) for name in
+               ("speechocean762", CV, "an4", "ljspeech_part1", "alphanumeric_numbers")}
+    cv = split_common_voice(corpora[CV])
+    heldout_cv = {u.text for u in cv["dev"] + cv["test"]}
+    train = ([u for u in corpora["speechocean762"] if chapter(u) == "1"]
+             + [u for u in corpora["an4"] if chapter(u) == "1"]
+             + corpora["ljspeech_part1"] + corpora["alphanumeric_numbers"] + cv["train"])
+    dropped = [u for u in train if u.text in heldout_cv]
+    train = [u for u in train if u.text not in heldout_cv]
+    so762_test, per_speaker = [], defaultdict(int)
+    for utt in corpora["speechocean762"]:
+        if chapter(utt) == "2" and per_speaker[utt.speaker] < SO762_DEV_PER_SPEAKER:
+            per_speaker[utt.speaker] += 1
+            so762_test.append(utt)
+    train_sentences = {u.text for u in train}
+    subsets = {
+        "train": train,
+        "dev/cv": cv["dev"],
+        "test/cv": cv["test"],
+        "dev/an4": [u for u in corpora["an4"] if chapter(u) == "2"],
+        "dev/so762": so762_test,
+        "dev/so762-unseen": [u for u in so762_test if u.text not in train_sentences],
+    }
+    if with_asterisk:
+        subsets["dev/asterisk"] = asterisk_prompts(out / "asterisk")
+    for name, utterances in subsets.items():
+        write_subset(out / name, utterances)
+        hours = sum(u.duration for u in load_manifest(out / name, use_cache=False)) / 3600
+        log.info("%-18s %5d utterances %6.2f h %4d speakers", name, len(utterances), hours,
+                 len({u.speaker for u in utterances}))
+    log.info("left %d training utterances out: their sentence is read in a Common Voice dev/test clip", len(dropped))
+    heldout = sorted({u.text for name, utts in subsets.items() if name != "train" for u in utts})
+    (out / "heldout_sentences.txt").write_text("".join(s + "\n" for s in heldout), encoding="utf-8")
+    return subsets
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.real_speech", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--real", type=Path, default=Path("../shared/data/real"), help="the real-speech corpora")
+    parser.add_argument("--out", type=Path, default=Path("data/real"), help="where the subsets are written")
+    parser.add_argument("--asterisk", action="store_true", help="add the Asterisk prompts as dev/asterisk")
+    parser.add_argument("--augment-copies", type=int, default=0, metavar="N",
+                        help="write N augmented copies of train/ (train-aug1 ... train-augN)")
+    parser.add_argument("--jobs", type=int, default=2, help="processes for the augmented copies (default 2)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    if not args.real.is_dir():
+        parser.error(f"--real {args.real}: no such directory (the shared real-speech corpora)")
+    prepare(args.real, args.out, args.asterisk)
+    for copy in range(1, args.augment_copies + 1):
+        written = augment_corpus(args.out / "train", args.out / f"train-aug{copy}", copy, jobs=args.jobs)
+        log.info("train-aug%d: %d files written now", copy, written)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
