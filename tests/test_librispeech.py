@@ -38,3 +38,37 @@ def test_not_a_corpus(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CorpusError, match="trans.txt"):
         load_manifest(tmp_path / "empty")
+
+
+def test_damaged_audio_is_named_counted_and_left_out(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr("training.librispeech.CACHE_DIR", tmp_path / "cache")
+    subset = make_subset(tmp_path / "train", speakers=10, chapters=2, utterances=5)  # 100 files
+    truncated = subset / "100" / "200" / "100-200-0004.flac"
+    data = truncated.read_bytes()
+    truncated.write_bytes(data[: len(data) * 2 // 3])
+    with caplog.at_level("WARNING"):
+        manifest = load_manifest(subset)
+    assert len(manifest) == 99 and all(u.id != "100-200-0004" for u in manifest)
+    assert "100-200-0004.flac" in caplog.text and "1 of 100 audio files left out" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert load_manifest(subset) == manifest  # the cache remembers the verdict and says so again
+    assert "100-200-0004.flac" in caplog.text
+
+
+def test_too_many_damaged_files_refuse_the_corpus(tmp_path, monkeypatch):
+    monkeypatch.setattr("training.librispeech.CACHE_DIR", tmp_path / "cache")
+    subset = make_subset(tmp_path / "train", speakers=1, chapters=1, utterances=4)
+    for path in list((subset / "100" / "200").glob("*.flac"))[:2]:
+        path.write_bytes(b"RIFF not really audio")
+    with pytest.raises(CorpusError, match="2 of 4 audio files are damaged"):
+        load_manifest(subset)
+
+
+def test_transcript_that_is_not_utf8_names_file_and_line(tmp_path, monkeypatch):
+    monkeypatch.setattr("training.librispeech.CACHE_DIR", tmp_path / "cache")
+    subset = make_subset(tmp_path / "train", speakers=1, chapters=1, utterances=3)
+    trans = subset / "100" / "200" / "100-200.trans.txt"
+    trans.write_bytes(b"100-200-0000 HELLO\n100-200-0001 CAF\xe9 AU LAIT\n")
+    with pytest.raises(CorpusError, match=r"100-200.trans.txt:2: not UTF-8 text \(byte 0xe9 at column 17\)"):
+        load_manifest(subset)

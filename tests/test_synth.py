@@ -12,7 +12,7 @@ import soundfile as sf
 from asr.tokenizer import normalize_text
 from training import texts, voices
 from training.augment import Augmentation, apply_augmentation, draw_augmentation
-from training.synth import register_synth
+from training.cli import register_synth
 
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",

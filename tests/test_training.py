@@ -90,3 +90,34 @@ def test_two_process_ddp_with_gloo(corpus, tmp_path):
         "--train", corpus / "train", "--out", out, "--steps", "6", "--device", "cpu", *TINY, env=env)
     checkpoint = load_checkpoint(out / "last.pt")
     assert checkpoint["training"]["world_size"] == 2 and checkpoint["training"]["progress"]["step"] == 6
+
+
+def test_resumed_run_does_not_repeat_metric_rows(corpus, tmp_path):
+    """A run that stopped after logging past its last checkpoint (a crash) logs those steps again on resume:
+    the rows of the lost steps are dropped, not repeated."""
+    out = tmp_path / "rows"
+    common = ["--train", corpus / "train", "--out", out, *TINY, "--log-every", "2"]
+    run("asr", "train", *common, "--steps", "6", "--save-every", "6")
+    checkpoint_at_6 = (out / "last.pt").read_bytes()
+    run("asr", "train", *common, "--steps", "10", "--resume")
+    (out / "last.pt").write_bytes(checkpoint_at_6)  # as if the run had died after logging steps 8 and 10
+    run("asr", "train", *common, "--steps", "10", "--resume")
+    with open(out / "metrics.csv") as f:
+        steps = [int(row["step"]) for row in csv.DictReader(f) if row["loss"]]
+    assert steps == [2, 4, 6, 8, 10]
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated"])
+def test_resume_from_a_damaged_checkpoint_is_one_clear_line(corpus, tmp_path, damage):
+    out = tmp_path / damage
+    args = ["asr", "train", "--train", corpus / "train", "--out", out, *TINY]
+    run(*args, "--steps", "2")
+    data = (out / "last.pt").read_bytes()
+    (out / "last.pt").write_bytes(b"" if damage == "empty" else data[: len(data) // 2])
+    result = subprocess.run([sys.executable, "-m", *map(str, args), "--steps", "4", "--resume"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("asr train: --resume: ") and str(out / "last.pt") in last_line
+    assert "not a loadable checkpoint" in last_line and "start afresh" in last_line

@@ -4,7 +4,8 @@
     SUBSET/SPEAKER/CHAPTER/SPEAKER-CHAPTER.trans.txt   ("SPEAKER-CHAPTER-UTT TRANSCRIPT" per line)
 
 A manifest lists (id, path, duration, text) per utterance. It is built once per subset directory and cached as JSON
-lines keyed by the directory's path and the newest transcript file's time, so re-reading 960 hours takes a second.
+lines keyed by the directory's path and the newest transcript file's time, so re-reading 960 hours takes a second. Every
+audio file is decoded in full when the manifest is built: damaged files are named, counted and left out.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from asr.tokenizer import normalize_text
 
 log = logging.getLogger(__name__)
 AUDIO_SUFFIXES = (".flac", ".wav", ".opus", ".ogg")  # anything soundfile reads
+MAX_BAD_FRACTION = 0.01  # of a subset's audio files that may be damaged before reading it refuses
 CACHE_DIR = Path(os.environ.get("ASR_CACHE_DIR", Path.home() / ".cache" / "lstm-asr")) / "manifests"
 
 
@@ -53,7 +55,12 @@ def read_transcripts(subset_dir: Path) -> list[tuple[str, Path, str]]:
         raise CorpusError(f"{subset_dir}: no SPEAKER/CHAPTER/*.trans.txt files (is this a LibriSpeech subset directory?)")
     items = []
     for trans in files:
-        for number, line in enumerate(trans.read_text(encoding="utf-8").splitlines(), 1):
+        for number, raw in enumerate(trans.read_bytes().splitlines(), 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise CorpusError(f"{trans}:{number}: not UTF-8 text (byte 0x{raw[error.start]:02x} at column "
+                                  f"{error.start + 1}); re-save the transcript as UTF-8") from None
             if not line.strip():
                 continue
             utt_id, _, text = line.strip().partition(" ")
@@ -68,35 +75,65 @@ def read_transcripts(subset_dir: Path) -> list[tuple[str, Path, str]]:
 def _cache_path(subset_dir: Path) -> Path:
     files = _transcript_files(subset_dir)
     stamp = max((f.stat().st_mtime_ns for f in files), default=0)
-    key = hashlib.sha1(f"{subset_dir.resolve()}|{len(files)}|{stamp}".encode()).hexdigest()[:16]
+    key = hashlib.sha1(f"v2|{subset_dir.resolve()}|{len(files)}|{stamp}".encode()).hexdigest()[:16]
     return CACHE_DIR / f"{subset_dir.name}-{key}.jsonl"
 
 
-def load_manifest(subset_dir: str | os.PathLike, use_cache: bool = True) -> list[Utterance]:
-    """All utterances of one subset directory with durations, from the cache when it is current."""
+def check_audio(path: Path) -> tuple[float, str]:
+    """Decode the whole file: (seconds, "") when it is sound, (0, cause) when it fails to decode or decodes to a
+    length other than its header's (a truncated or corrupted file)."""
+    try:
+        info = sf.info(str(path))
+        samples = 0
+        with sf.SoundFile(str(path)) as f:
+            for block in f.blocks(blocksize=1 << 16, dtype="float32"):
+                samples += len(block)
+    except Exception as error:
+        return 0.0, f"cannot decode ({str(error).strip() or type(error).__name__})"
+    if info.frames <= 0:
+        return 0.0, "holds no audio samples"
+    if samples != info.frames:
+        return 0.0, f"decodes to {samples} of the {info.frames} samples its header announces (truncated or corrupted)"
+    return info.frames / info.samplerate, ""
+
+
+def load_manifest(subset_dir: str | os.PathLike, use_cache: bool = True,
+                  max_bad_fraction: float = MAX_BAD_FRACTION) -> list[Utterance]:
+    """All sound utterances of one subset directory with durations, from the cache when it is current.
+
+    Every audio file is decoded in full once, when the manifest is built; files that fail (see `check_audio`) are
+    named with their cause, counted and left out, and the cache remembers the verdict. More than
+    `max_bad_fraction` of bad files is a CorpusError: something is wrong with the copy, not with a file or two.
+    """
     subset_dir = Path(subset_dir)
     items = read_transcripts(subset_dir)
     cache = _cache_path(subset_dir)
     if use_cache and cache.exists():
-        return [Utterance(**json.loads(line)) for line in cache.read_text().splitlines()]
+        records = [json.loads(line) for line in cache.read_text().splitlines()]
+    else:
+        def check(item):
+            utt_id, path, text = item
+            seconds, cause = check_audio(path)
+            if cause:
+                return {"rejected": str(path), "cause": cause}
+            return asdict(Utterance(utt_id, str(path), seconds, text, utt_id.split("-")[0]))
 
-    def duration(item):
-        utt_id, path, text = item
-        try:
-            info = sf.info(str(path))
-        except Exception as error:
-            log.warning("%s: unreadable (%s), skipped", path, error)
-            return None
-        return Utterance(utt_id, str(path), info.frames / info.samplerate, text, utt_id.split("-")[0])
-
-    with ThreadPoolExecutor(8) as pool:
-        utterances = [u for u in pool.map(duration, items) if u is not None]
-    if use_cache:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".{os.getpid()}.tmp")  # several processes may build the same manifest at once
-        tmp.write_text("".join(json.dumps(asdict(u)) + "\n" for u in utterances))
-        os.replace(tmp, cache)
-    return utterances
+        with ThreadPoolExecutor(4) as pool:
+            records = list(pool.map(check, items))
+        if use_cache:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(f".{os.getpid()}.tmp")  # several processes may build the same manifest at once
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+            os.replace(tmp, cache)
+    rejected = [r for r in records if "rejected" in r]
+    for record in rejected:
+        log.warning("%s: %s; left out", record["rejected"], record["cause"])
+    if rejected:
+        log.warning("%s: %d of %d audio files left out as damaged", subset_dir, len(rejected), len(records))
+    if records and len(rejected) > max_bad_fraction * len(records):
+        raise CorpusError(f"{subset_dir}: {len(rejected)} of {len(records)} audio files are damaged (more than "
+                          f"{max_bad_fraction:.0%}); check the copy of the corpus (the files are named above)")
+    return [Utterance(**r) for r in records if "rejected" not in r]
 
 
 def load_manifests(subset_dirs: list[str | os.PathLike]) -> list[Utterance]:

@@ -92,7 +92,7 @@ def asterisk_prompts(out: Path) -> list[Utterance]:
 
 
 def prepare(real: Path, out: Path, with_asterisk: bool) -> dict[str, list[Utterance]]:
-    corpora = {name: load_manifest(real / name, use_cache=False) for name in
+    corpora = {name: load_manifest(real / name) for name in
                ("speechocean762", CV, "an4", "ljspeech_part1", "alphanumeric_numbers")}
     cv = split_common_voice(corpora[CV])
     heldout_cv = {u.text for u in cv["dev"] + cv["test"]}
@@ -119,7 +119,7 @@ def prepare(real: Path, out: Path, with_asterisk: bool) -> dict[str, list[Uttera
         subsets["dev/asterisk"] = asterisk_prompts(out / "asterisk")
     for name, utterances in subsets.items():
         write_subset(out / name, utterances)
-        hours = sum(u.duration for u in load_manifest(out / name, use_cache=False)) / 3600
+        hours = sum(u.duration for u in load_manifest(out / name)) / 3600
         log.info("%-18s %5d utterances %6.2f h %4d speakers", name, len(utterances), hours,
                  len({u.speaker for u in utterances}))
     log.info("left %d training utterances out: their sentence is read in a Common Voice dev/test clip", len(dropped))

@@ -12,7 +12,7 @@
 # The voice split is `--test-voice-fraction 0.2 --voice-split-seed 0` (the defaults) in every command.
 set -euo pipefail
 DATA=${1:-/work/data}
-SYNTH=${SYNTH:-python -m training.synth}    # the same as `asr synth`
+SYNTH=${SYNTH:-asr synth}
 mkdir -p "$DATA"
 
 $SYNTH "$DATA/corpus" --subset test --utterances 300 --seed 7 --dry-run \

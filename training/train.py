@@ -1,15 +1,7 @@
-"""Train an LSTM-CTC acoustic model on LibriSpeech-format corpora.
+"""The training loop: a `Trainer` holds one run's data, model, optimizer and progress; `train` is the loop over its
+named steps (train step, log, evaluate, save). Usage: `asr train --help` (training.config.USAGE), or under torchrun:
 
-    asr train --train data/LibriSpeech/train-clean-100 --dev data/LibriSpeech/dev-clean --out runs/stream
-    asr train --train A B C --dev D --out runs/offline --bidirectional
-    asr train ... --out runs/stream --resume      # continue exactly where the last checkpoint stopped
-
-Multi-GPU or multi-node: the same flags under torchrun (DDP; only rank 0 logs, evaluates and saves):
-
-    torchrun --standalone --nproc_per_node=4 -m training.train --train ... --dev ... --out runs/big --hidden 1024 --layers 5
-
-Files in --out: last.pt (everything needed to resume, written atomically every --save-every steps), best.pt (the model
-with the best dev WER, no optimizer state), metrics.csv (loss, learning rate, speed, dev WER/CER).
+    torchrun --standalone --nproc_per_node=4 -m training.train --train ... --dev ... --out runs/big
 """
 from __future__ import annotations
 
@@ -20,7 +12,7 @@ import os
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -28,58 +20,19 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from asr.checkpoint import (
+    CheckpointError,
     checkpoint_dict,
     load_checkpoint,
     model_from_checkpoint,
     save_checkpoint,
 )
-from asr.model import AcousticModel, ModelDims
-from training.data import UtteranceDataset, bucket_batches, spec_augment
+from asr.model import AcousticModel
+from training.config import TrainConfig, config_from_args, train_parser
+from training.data import Batch, UtteranceDataset, bucket_batches, spec_augment
 from training.evaluate import evaluate_dataset
 from training.librispeech import load_manifests
 
 log = logging.getLogger("training")
-
-
-@dataclass
-class TrainConfig:
-    train: list[str] = field(default_factory=list)
-    dev: list[str] = field(default_factory=list)
-    out: str = "runs/model"
-    # model
-    hidden: int = 320
-    layers: int = 3
-    stack: int = 3
-    bidirectional: bool = False
-    dropout: float = 0.1
-    normalization: str = "running"
-    # optimisation
-    steps: int = 4000  # length of the learning-rate schedule
-    lr: float = 2e-3
-    warmup: int = 300
-    min_lr_ratio: float = 0.05
-    weight_decay: float = 0.01
-    clip: float = 5.0
-    batch_seconds: float = 160.0  # padded audio seconds per batch (per process)
-    max_utterance_seconds: float = 30.0
-    spec_augment: bool = True
-    # bookkeeping
-    eval_every: int = 250
-    save_every: int = 100
-    log_every: int = 25
-    dev_max_utterances: int = 400
-    max_minutes: float = 0.0  # stop (with a checkpoint) after this much wall time; 0 = no limit
-    seed: int = 0
-    threads: int = 0  # torch CPU threads; 0 = torch's default
-    device: str = "auto"
-    resume: bool = False
-    cache_features: bool = True
-    init: str = ""  # start from this checkpoint's weights (fine-tuning); ignored when resuming
-
-    def dims(self) -> ModelDims:
-        return ModelDims(stack=self.stack, hidden=self.hidden, layers=self.layers,
-                         bidirectional=self.bidirectional, dropout=self.dropout,
-                         normalization=self.normalization)
 
 
 def get_lr(step: int, config: TrainConfig) -> float:
@@ -126,15 +79,192 @@ class MetricsLog:
 
     COLUMNS = ["step", "epoch", "wall_seconds", "loss", "lr", "audio_seconds_per_second", "dev_wer", "dev_cer"]
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, resumed_step: int | None = None):
+        """`resumed_step`: the step of the checkpoint a run resumes from; rows logged after it (by the run that
+        stopped) are dropped, since the resumed run logs those steps again."""
         self.path = path
         if not path.exists():
             with path.open("w", newline="") as f:
                 csv.writer(f).writerow(self.COLUMNS)
+        elif resumed_step is not None:
+            with path.open(newline="") as f:
+                rows = list(csv.reader(f))
+            kept = [rows[0]] + [row for row in rows[1:] if row and int(row[0]) <= resumed_step]
+            with path.open("w", newline="") as f:
+                csv.writer(f).writerows(kept)
 
     def write(self, **row) -> None:
         with self.path.open("a", newline="") as f:
             csv.writer(f).writerow([row.get(c, "") for c in self.COLUMNS])
+
+
+class Trainer:
+    """One training run's data, model, optimizer and progress, with each part of a step as a method."""
+
+    def __init__(self, config: TrainConfig, env: Distributed):
+        self.config, self.env = config, env
+        self.out = Path(config.out)
+        self.last_path, self.best_path = self.out / "last.pt", self.out / "best.pt"
+        if env.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        self.train_set = UtteranceDataset(load_manifests(config.train), config.model.stack,
+                                          config.max_utterance_seconds, cache=config.cache_features)
+        if len(self.train_set) == 0:
+            raise SystemExit(f"no usable training utterances in {config.train}")
+        dev_utts = load_manifests(config.dev)[: config.dev_max_utterances] if config.dev else []
+        self.dev_set = UtteranceDataset(dev_utts, config.model.stack, cache=config.cache_features) if dev_utts else None
+        self.train_hours = sum(u.duration for u in self.train_set.utterances) / 3600
+        self.progress = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "audio_seconds": 0.0, "wall_seconds": 0.0,
+                         "best_dev_wer": None, "dev_wer": None, "dev_cer": None}
+        checkpoint = self._last_checkpoint() if config.resume else None
+        self.model = model_from_checkpoint(checkpoint) if checkpoint else self._new_model()
+        self.model.to(env.device)
+        self.wrapped = torch.nn.parallel.DistributedDataParallel(self.model) if env.world_size > 1 else self.model
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.use_amp = env.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.augment_rng = torch.Generator().manual_seed(config.seed + env.rank)
+        if checkpoint:
+            self._restore(checkpoint)
+        self.metrics = MetricsLog(self.out / "metrics.csv", self.progress["step"] if checkpoint else None) \
+            if env.main else None
+        self.started, self.wall_at_start = time.time(), self.progress["wall_seconds"]
+        self.session_audio, self.window_loss, self.window_steps = 0.0, 0.0, 0
+
+    # --- setup ------------------------------------------------------------------------------------------------------
+    def _last_checkpoint(self) -> dict | None:
+        if not self.last_path.exists():
+            if self.env.main:
+                log.warning("--resume: no %s yet, starting afresh", self.last_path)
+            return None
+        try:
+            checkpoint = load_checkpoint(self.last_path)
+            if "optimizer" not in checkpoint or "progress" not in checkpoint.get("training", {}):
+                raise CheckpointError(f"{self.last_path}: holds no resume state (optimizer, progress)")
+        except CheckpointError as error:
+            raise CheckpointError(f"--resume: {error}. Move it away to start afresh, or resume from a copy "
+                                  f"of a good checkpoint.") from None
+        if model_from_checkpoint(checkpoint).dims != self.config.model and self.env.main:
+            log.warning("resuming with the checkpoint's model dims %s (flags asked for %s)",
+                        checkpoint["dims"], self.config.model)
+        return checkpoint
+
+    def _new_model(self) -> AcousticModel:
+        torch.manual_seed(self.config.seed)
+        model = AcousticModel(self.config.model)
+        if self.config.init:
+            try:
+                init = model_from_checkpoint(load_checkpoint(self.config.init))
+            except CheckpointError as error:
+                raise CheckpointError(f"--init: {error}") from None
+            if init.dims != model.dims:
+                raise SystemExit(f"--init {self.config.init}: its model dims {init.dims} differ from {model.dims}")
+            model.load_state_dict(init.state_dict())
+        else:
+            mean, std = feature_statistics(self.train_set)
+            model.feature_mean.copy_(mean)
+            model.feature_std.copy_(std)
+        return model
+
+    def _restore(self, checkpoint: dict) -> None:
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.progress.update(checkpoint["training"]["progress"])
+        torch.set_rng_state(checkpoint["rng"]["torch"])
+        self.augment_rng.set_state(checkpoint["rng"]["augment"])
+        random.setstate(_to_random_state(checkpoint["rng"]["python"]))
+        log.info("resumed from %s at step %d", self.last_path, self.progress["step"])
+
+    # --- the loop's parts -------------------------------------------------------------------------------------------
+    def batches(self) -> Iterator[Batch]:
+        """Training batches from where the progress says, epoch after epoch, without end."""
+        durations = [u.duration for u in self.train_set.utterances]
+        while True:
+            epoch = bucket_batches(durations, self.config.batch_seconds, self.config.seed, self.progress["epoch"],
+                                   self.env.rank, self.env.world_size)
+            for indices in epoch[self.progress["batch_in_epoch"]:]:
+                self.progress["batch_in_epoch"] += 1
+                yield self.train_set.batch(indices)
+            self.progress["epoch"] += 1
+            self.progress["batch_in_epoch"] = 0
+
+    def train_step(self, batch: Batch) -> float:
+        """One optimizer step on `batch`; returns its CTC loss."""
+        features = batch.features
+        if self.config.spec_augment:
+            features = spec_augment(features, batch.feature_lengths, self.augment_rng)
+        self.lr = get_lr(self.progress["step"], self.config)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr
+        device = self.env.device
+        with torch.autocast(device.type, dtype=torch.float16, enabled=self.use_amp):
+            log_probs, out_lengths, _ = self.wrapped(features.to(device), batch.feature_lengths.to(device))
+        loss = F.ctc_loss(log_probs.float().transpose(0, 1), batch.labels.to(device), out_lengths,
+                          batch.label_lengths.to(device), blank=0, reduction="mean", zero_infinity=True)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+
+        seconds = batch.audio_seconds * self.env.world_size
+        self.progress["step"] += 1
+        self.progress["audio_seconds"] += seconds
+        self.progress["wall_seconds"] = self.wall_at_start + self.elapsed
+        self.session_audio += seconds
+        self.window_loss += loss.item()
+        self.window_steps += 1
+        return loss.item()
+
+    @property
+    def elapsed(self) -> float:
+        return time.time() - self.started
+
+    @property
+    def audio_speed(self) -> float:
+        """Audio seconds trained per wall second in this session."""
+        return self.session_audio / max(self.elapsed, 1e-9)
+
+    def log_metrics(self) -> None:
+        self.metrics.write(step=self.progress["step"], epoch=self.progress["epoch"],
+                           wall_seconds=round(self.progress["wall_seconds"], 1),
+                           loss=round(self.window_loss / self.window_steps, 4), lr=f"{self.lr:.3e}",
+                           audio_seconds_per_second=round(self.audio_speed, 1))
+        self.window_loss, self.window_steps = 0.0, 0
+
+    def evaluate(self) -> None:
+        """Dev WER and CER; best.pt when the WER is the best so far."""
+        scores = evaluate_dataset(self.model, self.dev_set)
+        step = self.progress["step"]
+        self.progress["dev_wer"], self.progress["dev_cer"] = scores["wer"], scores["cer"]
+        self.metrics.write(step=step, epoch=self.progress["epoch"], wall_seconds=round(self.progress["wall_seconds"], 1),
+                           dev_wer=round(scores["wer"], 4), dev_cer=round(scores["cer"], 4))
+        log.info("step %d: dev WER %.2f%% CER %.2f%%", step, 100 * scores["wer"], 100 * scores["cer"])
+        if self.progress["best_dev_wer"] is None or scores["wer"] < self.progress["best_dev_wer"]:
+            self.progress["best_dev_wer"] = scores["wer"]
+            self.save(self.best_path, with_resume_state=False)
+
+    def out_of_time(self) -> bool:
+        """--max-minutes reached (on any rank: all of them stop at the same step)."""
+        out = bool(self.config.max_minutes) and self.elapsed > self.config.max_minutes * 60
+        if self.env.world_size > 1:
+            flag = torch.tensor([float(out)], device=self.env.device)
+            dist.all_reduce(flag)
+            out = bool(flag.item())
+        return out
+
+    def metadata(self) -> dict:
+        return {"config": self.config.to_dict(), "progress": dict(self.progress),
+                "train_hours": round(self.train_hours, 3), "skipped": self.train_set.skipped,
+                "world_size": self.env.world_size}
+
+    def save(self, path: Path, with_resume_state: bool) -> None:
+        extra = {}
+        if with_resume_state:
+            extra = {"optimizer": self.optimizer.state_dict(),
+                     "rng": {"torch": torch.get_rng_state(), "augment": self.augment_rng.get_state(),
+                             "python": _from_random_state(random.getstate())}}
+        save_checkpoint(checkpoint_dict(self.model, self.metadata(), **extra), path)
 
 
 def train(config: TrainConfig) -> dict:
@@ -142,153 +272,40 @@ def train(config: TrainConfig) -> dict:
     env = Distributed(config.device)
     if config.threads:
         torch.set_num_threads(config.threads)
-    out = Path(config.out)
-    last_path, best_path = out / "last.pt", out / "best.pt"
-    if env.main:
-        out.mkdir(parents=True, exist_ok=True)
-
-    train_set = UtteranceDataset(load_manifests(config.train), config.stack, config.max_utterance_seconds,
-                                 cache=config.cache_features)
-    if len(train_set) == 0:
-        raise SystemExit(f"no usable training utterances in {config.train}")
-    dev_utts = load_manifests(config.dev)[: config.dev_max_utterances] if config.dev else []
-    dev_set = UtteranceDataset(dev_utts, config.stack, cache=config.cache_features) if dev_utts else None
-
-    resume = None
-    if config.resume and last_path.exists():
-        resume = load_checkpoint(last_path)
-        model = model_from_checkpoint(resume)
-        if model.dims != config.dims():
-            log.warning("resuming with the checkpoint's model dims %s (flags asked for %s)", model.dims, config.dims())
-    else:
-        if config.resume and env.main:
-            log.warning("--resume: no %s yet, starting afresh", last_path)
-        torch.manual_seed(config.seed)
-        model = AcousticModel(config.dims())
-        if config.init:
-            init = model_from_checkpoint(load_checkpoint(config.init))
-            if init.dims != model.dims:
-                raise SystemExit(f"--init {config.init}: its model dims {init.dims} differ from {model.dims}")
-            model.load_state_dict(init.state_dict())
-        else:
-            mean, std = feature_statistics(train_set)
-            model.feature_mean.copy_(mean)
-            model.feature_std.copy_(std)
-    model.to(env.device)
-    wrapped = torch.nn.parallel.DistributedDataParallel(model) if env.world_size > 1 else model
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    use_amp = env.device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    augment_rng = torch.Generator().manual_seed(config.seed + env.rank)
-
-    meta = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "audio_seconds": 0.0, "wall_seconds": 0.0,
-            "best_dev_wer": None, "dev_wer": None, "dev_cer": None}
-    if resume:
-        optimizer.load_state_dict(resume["optimizer"])
-        meta.update(resume["training"]["progress"])
-        torch.set_rng_state(resume["rng"]["torch"])
-        augment_rng.set_state(resume["rng"]["augment"])
-        random.setstate(_to_random_state(resume["rng"]["python"]))
-        log.info("resumed from %s at step %d", last_path, meta["step"])
-
-    train_hours = sum(u.duration for u in train_set.utterances) / 3600
-    if env.main:
+    trainer = Trainer(config, env)
+    main = env.main
+    if main:
         log.info("model %s, %.2fM parameters; %d training utterances (%.2f h), %d dev; device %s x%d",
-                 config.dims(), sum(p.numel() for p in model.parameters()) / 1e6, len(train_set), train_hours,
-                 len(dev_set) if dev_set else 0, env.device, env.world_size)
-    metrics = MetricsLog(out / "metrics.csv") if env.main else None
-
-    def metadata() -> dict:
-        return {"config": asdict(config), "progress": dict(meta), "train_hours": round(train_hours, 3),
-                "skipped": train_set.skipped, "world_size": env.world_size}
-
-    def save(path: Path, with_resume_state: bool) -> None:
-        extra = {}
-        if with_resume_state:
-            extra = {"optimizer": optimizer.state_dict(),
-                     "rng": {"torch": torch.get_rng_state(), "augment": augment_rng.get_state(),
-                             "python": _from_random_state(random.getstate())}}
-        save_checkpoint(checkpoint_dict(model, metadata(), **extra), path)
-
-    started, session_audio, window_loss, window_steps = time.time(), 0.0, 0.0, 0
-    wall_at_start = meta["wall_seconds"]
-    durations = [u.duration for u in train_set.utterances]
-    model.train()
-    progress = None
-    if env.main:
+                 trainer.model.dims, sum(p.numel() for p in trainer.model.parameters()) / 1e6, len(trainer.train_set),
+                 trainer.train_hours, len(trainer.dev_set) if trainer.dev_set else 0, env.device, env.world_size)
+    bar = None
+    if main:
         from tqdm import tqdm
 
-        progress = tqdm(total=config.steps, initial=meta["step"], unit="step", file=sys.stderr, dynamic_ncols=True,
-                        mininterval=1 if sys.stderr.isatty() else 60)
-    stop = False
-    while meta["step"] < config.steps and not stop:
-        batches = bucket_batches(durations, config.batch_seconds, config.seed, meta["epoch"], env.rank, env.world_size)
-        for indices in batches[meta["batch_in_epoch"] :]:
-            batch = train_set.batch(indices)
-            features = batch.features
-            if config.spec_augment:
-                features = spec_augment(features, batch.feature_lengths, augment_rng)
-            lr = get_lr(meta["step"], config)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            with torch.autocast(env.device.type, dtype=torch.float16, enabled=use_amp):
-                log_probs, out_lengths, _ = wrapped(features.to(env.device), batch.feature_lengths.to(env.device))
-            loss = F.ctc_loss(log_probs.float().transpose(0, 1), batch.labels.to(env.device), out_lengths,
-                              batch.label_lengths.to(env.device), blank=0, reduction="mean", zero_infinity=True)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
-            scaler.step(optimizer)
-            scaler.update()
-
-            meta["step"] += 1
-            meta["batch_in_epoch"] += 1
-            seconds = batch.audio_seconds * env.world_size
-            meta["audio_seconds"] += seconds
-            session_audio += seconds
-            window_loss += loss.item()
-            window_steps += 1
-            elapsed = time.time() - started
-            meta["wall_seconds"] = wall_at_start + elapsed
-            if progress:
-                progress.update(1)
-                progress.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}", audio_x=f"{session_audio / elapsed:.0f}")
-            step = meta["step"]
-            if env.main and step % config.log_every == 0:
-                metrics.write(step=step, epoch=meta["epoch"], wall_seconds=round(meta["wall_seconds"], 1),
-                              loss=round(window_loss / window_steps, 4), lr=f"{lr:.3e}",
-                              audio_seconds_per_second=round(session_audio / elapsed, 1))
-                window_loss, window_steps = 0.0, 0
-            if env.main and dev_set and (step % config.eval_every == 0 or step == config.steps):
-                scores = evaluate_dataset(model, dev_set)
-                meta["dev_wer"], meta["dev_cer"] = scores["wer"], scores["cer"]
-                metrics.write(step=step, epoch=meta["epoch"], wall_seconds=round(meta["wall_seconds"], 1),
-                              dev_wer=round(scores["wer"], 4), dev_cer=round(scores["cer"], 4))
-                log.info("step %d: dev WER %.2f%% CER %.2f%%", step, 100 * scores["wer"], 100 * scores["cer"])
-                if meta["best_dev_wer"] is None or scores["wer"] < meta["best_dev_wer"]:
-                    meta["best_dev_wer"] = scores["wer"]
-                    save(best_path, with_resume_state=False)
-            out_of_time = config.max_minutes and elapsed > config.max_minutes * 60
-            if env.world_size > 1:
-                flag = torch.tensor([float(bool(out_of_time))], device=env.device)
-                dist.all_reduce(flag)
-                out_of_time = bool(flag.item())
-            done = step >= config.steps or out_of_time
-            if env.main and (step % config.save_every == 0 or done):
-                save(last_path, with_resume_state=True)
-            if done:
-                stop = True
-                break
-        else:
-            meta["epoch"] += 1
-            meta["batch_in_epoch"] = 0
-    if progress:
-        progress.close()
-    if env.main and meta["best_dev_wer"] is None:  # no dev set (or no evaluation yet): the last model is the best
-        save(best_path, with_resume_state=False)
+        bar = tqdm(total=config.steps, initial=trainer.progress["step"], unit="step", file=sys.stderr,
+                   dynamic_ncols=True, mininterval=1 if sys.stderr.isatty() else 60)
+    batches = trainer.batches() if trainer.progress["step"] < config.steps else iter(())
+    for batch in batches:
+        loss = trainer.train_step(batch)
+        step = trainer.progress["step"]
+        if bar:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{trainer.lr:.2e}", audio_x=f"{trainer.audio_speed:.0f}")
+        if main and step % config.log_every == 0:
+            trainer.log_metrics()
+        if main and trainer.dev_set and (step % config.eval_every == 0 or step == config.steps):
+            trainer.evaluate()
+        done = step >= config.steps or trainer.out_of_time()
+        if main and (step % config.save_every == 0 or done):
+            trainer.save(trainer.last_path, with_resume_state=True)
+        if done:
+            break
+    if bar:
+        bar.close()
+    if main and trainer.progress["best_dev_wer"] is None:  # no dev set (or no evaluation yet): the last is the best
+        trainer.save(trainer.best_path, with_resume_state=False)
     env.close()
-    return metadata()
+    return trainer.metadata()
 
 
 def _from_random_state(state) -> list:
@@ -302,13 +319,6 @@ def _to_random_state(stored) -> tuple:
     return version, tuple(internal), gauss
 
 
-def config_from_args(args) -> TrainConfig:
-    names = {f.name for f in fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in vars(args).items() if k in names and v is not None})
-
-
 if __name__ == "__main__":  # torchrun -m training.train ...
-    from training.cli import train_parser
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    train(config_from_args(train_parser().parse_args()))
+    train(config_from_args(train_parser(prog="training.train").parse_args()))
