@@ -23,11 +23,12 @@ PLOT_EXAMPLES = """examples:
 def run_transcribe(args) -> int:
     from tqdm import tqdm
 
+    from asr.api import load_model
     from asr.audio import AudioError
-    from asr.checkpoint import CheckpointError, load_model
+    from asr.checkpoint import CheckpointError
     from asr.formats import SUFFIXES, render
     from asr.recognizer import Endpointing
-    from asr.transcribe import audio_duration, transcribe_file
+    from asr.transcribe import audio_duration
 
     try:
         model = load_model(args.model)
@@ -52,10 +53,14 @@ def run_transcribe(args) -> int:
                 bar.update(block_seconds)
 
             try:
-                transcript = transcribe_file(model, path, endpointing, progress=advance)
+                transcript = model.transcribe(path, endpointing=endpointing, progress=advance)
             except AudioError as error:
                 bar.write(f"asr transcribe: {error}", file=sys.stderr)
                 failed += 1
+                if args.format == "text" and not output_dir:  # one line per input file, empty for a failed one
+                    bar.clear()
+                    sys.stdout.write("\n")
+                    sys.stdout.flush()
                 continue
             text = render(transcript, args.format, path, seconds)
             if output_dir:

@@ -13,7 +13,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from asr.audio import SAMPLE_RATE, AudioError, StreamResampler, load_audio
+from asr.audio import SAMPLE_RATE, AudioError, StreamResampler, load_audio, resample
 from asr.decoding import GreedyCTCDecoder, Transcript
 from asr.features import FRAME_RATE, N_MELS, StreamingFeatures
 from asr.model import AcousticModel
@@ -107,10 +107,13 @@ def transcribe_file(model: AcousticModel, path: str | os.PathLike, endpointing: 
     return transcribe_windows(model, blocks, progress)
 
 
-def transcribe_audio(model: AcousticModel, audio: np.ndarray) -> Transcript:
-    """Transcribe a 16 kHz mono float32 signal (samples,) held in memory."""
+def transcribe_audio(model: AcousticModel, audio: np.ndarray, sample_rate: int = SAMPLE_RATE,
+                     endpointing: Endpointing = Endpointing()) -> Transcript:
+    """Transcribe a mono float32 signal (samples,) at `sample_rate` held in memory."""
+    if sample_rate != SAMPLE_RATE:
+        audio = resample(np.asarray(audio, dtype=np.float32), sample_rate)
     blocks = iter([audio])
-    return transcribe_stream(model, blocks) if model.streaming else transcribe_windows(model, blocks)
+    return transcribe_stream(model, blocks, endpointing) if model.streaming else transcribe_windows(model, blocks)
 
 
 def audio_duration(path: str | os.PathLike) -> float | None:

@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import asr.transcribe
@@ -58,7 +59,8 @@ def test_bad_file_is_reported_and_others_still_run(speech_wav, tmp_path):
     result = run_asr("transcribe", speech_wav, broken, speech_wav, "-q")
     assert result.returncode == 1
     assert "broken.wav" in result.stderr and "1 of 3 files failed" in result.stderr
-    assert len(result.stdout.splitlines()) == 2
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3 and lines[1] == "" and lines[0] == lines[2] != ""  # one line per input, in order
 
 
 def test_unknown_model_is_a_clear_error(speech_wav):
@@ -78,3 +80,22 @@ def test_offline_windows_agree_with_one_pass(offline_model, long_speech, monkeyp
 
 def test_in_memory_and_file_agree(stream_model, speech_wav):
     assert transcribe_audio(stream_model, load_audio(speech_wav)).text == transcribe_file(stream_model, speech_wav).text
+
+
+def test_python_api_transcribes_files_arrays_and_streams(speech_wav):
+    """`asr.load_model(...).transcribe(...)` as the README shows it: a file, samples at another rate, a live stream."""
+    import asr
+
+    model = asr.load_model("stream")
+    from_file = model.transcribe(speech_wav)
+    assert from_file.text and from_file.words and from_file.words[0].start < from_file.words[-1].end
+    samples = load_audio(speech_wav, sample_rate=8000)
+    assert model.transcribe(samples, sample_rate=8000).text == transcribe_audio(model.acoustic, samples, 8000).text
+    stream, utterances = model.stream(sample_rate=16000), []
+    audio = load_audio(speech_wav)
+    for start in range(0, len(audio), 1600):
+        utterances += stream.accept_waveform(audio[start : start + 1600])
+    utterances += stream.finish()
+    assert " ".join(u.text for u in utterances if u.text) == from_file.text
+    with pytest.raises(ValueError, match="one channel"):
+        model.transcribe(np.zeros((2, 1600), dtype=np.float32))
