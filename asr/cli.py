@@ -132,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--out", default="gates.png", help="PNG to write (default gates.png)")
     plot.set_defaults(func=run_plot)
 
+    from asr.lm_cli import register_lm
+
+    register_lm(subparsers)
+
     for entry in sorted(entry_points(group="asr.commands"), key=lambda e: e.name):
         try:
             register = entry.load()

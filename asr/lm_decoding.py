@@ -1,0 +1,345 @@
+"""CTC beam search over words: a lexicon, a KenLM word n-gram LM or a phrase list (flashlight-text's decoder).
+
+`BeamSearchDecoder` has the interface of `asr.decoding.GreedyCTCDecoder` (feed chunks of frames in any chunking,
+`.text` for partials, `result()`, `clear()`), plus `nbest(n)`:
+
+    lm = load_language_model("default")
+    decoder = BeamSearchDecoder(frame_shift, lm, BeamSearchOptions(beam_size=16, lm_weight=0.8))
+    decoder.feed(log_probs)            # (frames, vocab), any number of times
+    decoder.text                       # best hypothesis so far (complete words only), for partial results
+    decoder.result()                   # Transcript with timed words; ends the utterance's search
+    decoder.nbest(3)                   # [Alternative(text, words, confidence), ...], best first
+    decoder.clear()                    # next utterance; frames keep counting from the start of the stream
+
+    BeamSearchDecoder(frame_shift, phrases=["yes", "no", "call mom"])  # output is a sequence of these phrases
+
+How the search works:
+- The lexicon is a trie over each word's letters followed by a space (the word boundary), so a word is emitted
+  when the space after it is; a synthetic space frame closes the last word at the end of an utterance.
+- A word outside the lexicon cannot be emitted: the search picks the closest in-lexicon words instead (the LM
+  directory's lm.json and `LanguageModel.oov_rate` say how often that happens).
+- Runs of frames whose blank posterior is at least `blank_skip` are cut to their first frame before the search
+  (CTC outputs are mostly blank, this is where most of the speed comes from); word times stay absolute.
+- Memory per stream is bounded: at most `beam_size` hypotheses per frame, and every `prune_every` searched frames
+  the best path up to `look_back` frames ago is committed and its history dropped (flashlight's `prune`).
+  Commits happen at fixed frame counts, so any chunking of the same frames gives the same result.
+- The search structures (trie, LM) are built once per LM or phrase list and shared by every stream.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Sequence
+
+import numpy as np
+import torch
+from flashlight.lib.text.decoder import (LM, CriterionType, LexiconDecoder, LexiconDecoderOptions, LMState,
+                                        SmearingMode, Trie, ZeroLM)
+from flashlight.lib.text.dictionary import Dictionary
+
+from asr.decoding import SPACE, Transcript, Word
+from asr.lm import LanguageModel, load_language_model
+from asr.tokenizer import BLANK, VOCAB, normalize_text
+
+UNK = "<unk>"
+MAX_PHRASES = 1000
+MAX_PHRASE_WORDS = 20
+MAX_PHRASE_CHARS = 200
+_CLOSED = -1.0e4  # log-score of what a synthetic frame rules out
+
+
+@dataclass(frozen=True)
+class BeamSearchOptions:
+    """Search settings. lm_weight 0 searches the lexicon alone (no LM scores, faster)."""
+
+    beam_size: int = 16  # hypotheses kept per frame
+    beam_size_token: int = 8  # most likely symbols tried per frame
+    beam_threshold: float = 20.0  # drop hypotheses this far (log) below the best
+    lm_weight: float = 1.5  # weight of the LM's log10 word probabilities
+    word_score: float = 0.0  # bonus per word (insertion bonus)
+    sil_score: float = 0.0  # bonus per word boundary frame
+    blank_skip: float | None = 0.999  # cut runs of frames at least this sure of blank; None keeps every frame
+    look_back: int = 30  # searched frames kept uncommitted at a prune
+    prune_every: int = 60  # searched frames between prunes
+
+    def __post_init__(self):
+        if self.beam_size < 1 or self.beam_size_token < 1:
+            raise ValueError("beam_size and beam_size_token must be at least 1")
+        if self.prune_every < 1 or self.look_back < 0:
+            raise ValueError("prune_every must be positive and look_back non-negative")
+        if self.blank_skip is not None and not 0.0 < self.blank_skip <= 1.0:
+            raise ValueError(f"blank_skip {self.blank_skip} is outside (0, 1]")
+
+
+@dataclass
+class Alternative(Transcript):
+    """One of the n best hypotheses; `confidence` is its share of the probability of the final beam (0..1)."""
+
+    confidence: float = 0.0
+
+    def to_dict(self) -> dict:  # Vosk's "alternatives" entries
+        return {"confidence": round(self.confidence, 4), **super().to_dict()}
+
+
+# --- search graphs: a trie over words and the LM scoring them, shared between streams ---------------------------------
+class _SearchGraph:
+    """The lexicon trie (each word's letters and a space) and the LM over the same word indices."""
+
+    def __init__(self, words: Sequence[str], make_lm, score_words: bool):
+        self.words = list(words) + [UNK]
+        self.unk = len(self.words) - 1
+        self.dictionary = Dictionary()
+        for word in self.words:
+            self.dictionary.add_entry(word)
+        self.dictionary.set_default_index(self.unk)
+        self.lm = make_lm(self.dictionary)
+        self.trie = Trie(len(VOCAB), SPACE)
+        start = self.lm.start(False)
+        index = {ch: i for i, ch in enumerate(VOCAB)}
+        for i, word in enumerate(words):
+            score = self.lm.score(start, i)[1] if score_words else 0.0
+            self.trie.insert([index[ch] for ch in word] + [SPACE], i, score)
+        self.trie.smear(SmearingMode.MAX)
+
+
+@lru_cache(maxsize=8)
+def _lexicon_graph(directory: str, use_lm: bool) -> _SearchGraph:
+    lm = load_language_model(directory)
+    if not use_lm:
+        return _SearchGraph(lm.words, lambda dictionary: ZeroLM(), score_words=False)
+    if lm.binary is None:
+        raise ValueError(f"{lm.directory} has no lm.bin: pass lm_weight=0 to decode with its lexicon alone")
+    from flashlight.lib.text.decoder.kenlm import KenLM
+
+    return _SearchGraph(lm.words, lambda dictionary: KenLM(str(lm.binary), dictionary), score_words=True)
+
+
+class _PhraseLM(LM):
+    """A grammar as an LM: a word is allowed only where it continues a phrase (or, at a phrase's end, starts
+    another); an utterance may end only at a phrase's end."""
+
+    def __init__(self, phrases: list[list[int]]):
+        LM.__init__(self)
+        self.children: list[dict[int, int]] = [{}]  # node -> {word: node}; node 0 is the start
+        self.ends: set[int] = set()
+        for phrase in phrases:
+            node = 0
+            for word in phrase:
+                node = self.children[node].setdefault(word, len(self.children))
+                if node == len(self.children):
+                    self.children.append({})
+            self.ends.add(node)
+        self.states = [LMState() for _ in self.children]
+        self.node_of = {id(s): n for n, s in enumerate(self.states)}
+
+    def start(self, start_with_nothing):
+        return self.states[0]
+
+    def score(self, state, word):
+        node = self.node_of[id(state)]
+        following = self.children[node].get(word)
+        if following is None and node in self.ends:
+            following = self.children[0].get(word)
+        if following is None:
+            return self.states[0], _CLOSED
+        return self.states[following], 0.0
+
+    def finish(self, state):
+        return state, 0.0 if self.node_of[id(state)] in self.ends else _CLOSED
+
+
+def check_phrases(phrases: Sequence[str]) -> tuple[str, ...]:
+    """Normalised phrases, or a ValueError if the list is empty or over the limits."""
+    if isinstance(phrases, str):
+        raise ValueError("phrases must be a list of strings, not one string")
+    if len(phrases) > MAX_PHRASES:
+        raise ValueError(f"{len(phrases)} phrases is over the limit of {MAX_PHRASES}")
+    out = []
+    for phrase in phrases:
+        if not isinstance(phrase, str):
+            raise ValueError(f"phrase {phrase!r} is not a string")
+        if len(phrase) > MAX_PHRASE_CHARS:
+            raise ValueError(f"phrase {phrase[:30]!r}... has {len(phrase)} characters, over {MAX_PHRASE_CHARS}")
+        words = normalize_text(phrase).split()
+        if len(words) > MAX_PHRASE_WORDS:
+            raise ValueError(f"phrase {phrase[:30]!r}... has {len(words)} words, over {MAX_PHRASE_WORDS}")
+        if words:
+            out.append(" ".join(words))
+    if not out:
+        raise ValueError("the phrase list has no words (phrases are normalised to A-Z and apostrophes)")
+    return tuple(dict.fromkeys(out))
+
+
+@lru_cache(maxsize=64)
+def _phrase_graph(phrases: tuple[str, ...]) -> _SearchGraph:
+    words = sorted({w for p in phrases for w in p.split()})
+    index = {w: i for i, w in enumerate(words)}
+    grammar = _PhraseLM([[index[w] for w in p.split()] for p in phrases])
+    return _SearchGraph(words, lambda dictionary: grammar, score_words=False)
+
+
+# --- the per-stream decoder ------------------------------------------------------------------------------------------
+class _WordAssembler:
+    """Turns a CTC path (token and completed-word label per searched frame) into timed words."""
+
+    def __init__(self, previous: int = BLANK, letters: list | None = None):
+        self.previous = previous
+        self.letters: list[tuple[int, int, float]] = letters or []  # (label, absolute frame, log-prob)
+
+    def copy(self) -> "_WordAssembler":
+        return _WordAssembler(self.previous, list(self.letters))
+
+    def push(self, token: int, word: int, frame: int, log_probs: np.ndarray, graph: _SearchGraph,
+             frame_shift: float, out: list[Word]) -> None:
+        if token not in (BLANK, SPACE) and (token != self.previous):
+            self.letters.append((token, frame, float(log_probs[token])))
+        self.previous = token
+        if word >= 0 and self.letters:
+            text = graph.words[word] if word != graph.unk else "".join(VOCAB[t] for t, _, _ in self.letters)
+            conf = math.exp(sum(lp for _, _, lp in self.letters) / len(self.letters))
+            out.append(Word(text, self.letters[0][1] * frame_shift, (self.letters[-1][1] + 1) * frame_shift, conf))
+            self.letters = []
+
+
+class BeamSearchDecoder:
+    """CTC beam search over words, fed frames in any chunking; see the module docstring.
+
+    lm: a LanguageModel, "default" or an LM directory path (ignored when `phrases` is given).
+    phrases: restrict the output to sequences of these phrases (limits: MAX_PHRASES phrases, MAX_PHRASE_WORDS
+    words and MAX_PHRASE_CHARS characters each; ValueError beyond them).
+    """
+
+    def __init__(self, frame_shift: float, lm: LanguageModel | str | None = "default",
+                 options: BeamSearchOptions = BeamSearchOptions(), phrases: Sequence[str] | None = None):
+        self.frame_shift = frame_shift
+        self.options = options
+        if phrases is not None:
+            self.graph = _phrase_graph(check_phrases(phrases))
+        else:
+            if lm is None:
+                raise ValueError("give an LM (a LanguageModel, 'default' or a directory) or a phrase list")
+            directory = lm.directory if isinstance(lm, LanguageModel) else load_language_model(lm).directory
+            self.graph = _lexicon_graph(str(directory), options.lm_weight != 0)
+        flashlight_options = LexiconDecoderOptions(
+            beam_size=options.beam_size, beam_size_token=options.beam_size_token,
+            beam_threshold=options.beam_threshold, lm_weight=options.lm_weight, word_score=options.word_score,
+            unk_score=float("-inf"), sil_score=options.sil_score, log_add=False, criterion_type=CriterionType.CTC)
+        self._search = LexiconDecoder(flashlight_options, self.graph.trie, self.graph.lm, SPACE, BLANK,
+                                      self.graph.unk, [], False)
+        self._skip_log_prob = math.log(options.blank_skip) if options.blank_skip is not None else None
+        self.frames = 0  # output frames seen so far (absolute)
+        self.clear()
+
+    # --- the GreedyCTCDecoder interface -------------------------------------------------------------------------
+    def feed(self, log_probs: torch.Tensor) -> None:
+        """log_probs: (frames, vocab) for the next frames of the stream. After `result()`/`nbest()` without
+        `clear()`, feeding starts the next utterance."""
+        if self._final is not None:
+            self.clear()
+        scores = np.ascontiguousarray(torch.as_tensor(log_probs).detach().float().cpu().numpy())
+        keep = self._searched_frames(scores[:, BLANK])
+        frames = np.flatnonzero(keep) + self.frames
+        self.frames += len(scores)
+        scores = scores[keep]
+        done = 0
+        while done < len(scores):  # decode up to each prune point, so any chunking prunes at the same frames
+            take = min(len(scores) - done, self.options.prune_every - self._since_prune)
+            self._decode(scores[done : done + take], frames[done : done + take])
+            done += take
+            self._since_prune += take
+            if self._since_prune == self.options.prune_every:
+                self._commit()
+                self._since_prune = 0
+
+    @property
+    def text(self) -> str:
+        """Best hypothesis so far: the words completed up to the last searched frame."""
+        if self._final is not None:
+            return self._final[0].text
+        hypothesis = self._search.get_best_hypothesis(0)
+        words = list(self._words)
+        self._assemble(hypothesis, self._assembler.copy(), words)
+        return " ".join(w.word for w in words)
+
+    def result(self) -> Transcript:
+        """The best hypothesis of the utterance as text and timed words (closes the search: see `feed`)."""
+        best = self._finish()[0]
+        return Transcript(best.text, best.words)
+
+    def nbest(self, n: int) -> list[Alternative]:
+        """Up to n distinct hypotheses of the utterance, best first (closes the search: see `feed`)."""
+        return self._finish()[:n]
+
+    def clear(self) -> None:
+        """Forget the hypothesis (after an endpoint); the frame count goes on."""
+        self._search.decode_begin()
+        self._words: list[Word] = []  # committed words
+        self._assembler = _WordAssembler()
+        self._pending_frames = np.zeros(0, dtype=np.int64)  # absolute frame of each searched, uncommitted frame
+        self._pending_scores = np.zeros((0, len(VOCAB)), dtype=np.float32)
+        self._since_prune = 0
+        self._last_was_blank = False
+        self._final: list[Alternative] | None = None
+
+    # --- internals ------------------------------------------------------------------------------------------------
+    def _searched_frames(self, blank: np.ndarray) -> np.ndarray:
+        """Mask of the frames to search: all but the second and later frames of runs of sure blanks."""
+        if self._skip_log_prob is None or len(blank) == 0:
+            return np.ones(len(blank), dtype=bool)
+        sure = blank >= self._skip_log_prob
+        previous = np.concatenate([[self._last_was_blank], sure[:-1]])
+        self._last_was_blank = bool(sure[-1])
+        return ~(sure & previous)
+
+    def _decode(self, scores: np.ndarray, frames: np.ndarray) -> None:
+        if len(scores):
+            scores = np.ascontiguousarray(scores)
+            self._search.decode_step(scores.ctypes.data, len(scores), scores.shape[1])
+            self._pending_scores = np.concatenate([self._pending_scores, scores])
+            self._pending_frames = np.concatenate([self._pending_frames, frames])
+
+    def _commit(self) -> None:
+        """Commit the best path up to `look_back` frames ago (back to a word end) and drop its history."""
+        hypothesis = self._search.get_best_hypothesis(self.options.look_back)
+        committed = len(hypothesis.tokens) - 1
+        if committed <= 0:
+            return
+        self._assemble(hypothesis, self._assembler, self._words)
+        self._pending_scores = self._pending_scores[committed:]
+        self._pending_frames = self._pending_frames[committed:]
+        self._search.prune(self.options.look_back)
+
+    def _assemble(self, hypothesis, assembler: _WordAssembler, out: list[Word]) -> None:
+        """Words of a flashlight hypothesis over the pending frames (its element 0 is the last committed frame)."""
+        closing = np.full(len(VOCAB), _CLOSED, dtype=np.float32)
+        for i, (token, word) in enumerate(zip(hypothesis.tokens[1:], hypothesis.words[1:])):
+            if i < len(self._pending_frames):
+                frame, scores = int(self._pending_frames[i]), self._pending_scores[i]
+            else:  # the synthetic closing frame and decode_end's step
+                frame, scores = self.frames, closing
+            assembler.push(token, word, frame, scores, self.graph, self.frame_shift, out)
+
+    def _finish(self) -> list[Alternative]:
+        if self._final is None:
+            closing = np.full((1, len(VOCAB)), _CLOSED, dtype=np.float32)
+            closing[0, SPACE] = 0.0
+            self._search.decode_step(closing.ctypes.data, 1, len(VOCAB))
+            self._search.decode_end()
+            scored: dict[str, tuple[float, list[Word]]] = {}
+            for hypothesis in self._search.get_all_final_hypothesis():
+                words = list(self._words)
+                self._assemble(hypothesis, self._assembler.copy(), words)
+                text = " ".join(w.word for w in words)
+                if text in scored:  # the same words by another path: add up their probability
+                    best, kept = scored[text]
+                    scored[text] = (float(np.logaddexp(best, hypothesis.score)), kept)
+                else:
+                    scored[text] = (hypothesis.score, words)
+            if not scored:
+                scored[""] = (0.0, [])
+            top = max(score for score, _ in scored.values())
+            total = sum(math.exp(score - top) for score, _ in scored.values())
+            self._final = sorted((Alternative(text, words, math.exp(score - top) / total)
+                                  for text, (score, words) in scored.items()), key=lambda a: -a.confidence)
+        return self._final
