@@ -34,8 +34,12 @@ def test_plot_renders_png(speech_wav, tmp_path, stream_model):
     assert result.returncode == 0, result.stderr
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
-    gates = gate_activations(stream_model, log_mel(load_audio(speech_wav)), layer=1)
-    assert all(0 < float(g.mean()) < 1 for g in (gates["input"], gates["forget"], gates["output"]))
+    features = log_mel(load_audio(speech_wav))
+    gates = gate_activations(stream_model, features, layer=1)
+    steps = len(features) // stream_model.dims.stack
+    for name in ("input", "forget", "output"):
+        assert gates[name].shape == (steps, stream_model.dims.hidden)
+        assert float(gates[name].mean(dim=1).std()) > 0.005, f"the {name} gate does not follow the audio"
 
 
 def test_plot_rejects_a_missing_layer(speech_wav, tmp_path):

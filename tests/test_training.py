@@ -49,9 +49,12 @@ def test_loss_falls_and_eval_scores(corpus, tmp_path):
     jsonl = tmp_path / "dev.jsonl"
     result = run("asr", "eval", "--data", corpus / "dev", "--model", out / "best.pt", "--jsonl", jsonl)
     scores = json.loads(result.stdout.splitlines()[-1])
-    assert scores["utterances"] == 6 and 0 <= scores["cer"] and scores["wer"] <= 1.5
     records = [json.loads(line) for line in jsonl.read_text().splitlines()]
-    assert len(records) == 6 and {"id", "reference", "hypothesis", "wer", "cer"} <= set(records[0])
+    assert scores["utterances"] == 6 and len(records) == 6
+    assert {"id", "reference", "hypothesis", "wer", "cer"} <= set(records[0])
+    # the corpus rates are averages over the utterances, weighted by their length
+    assert min(r["cer"] for r in records) <= scores["cer"] <= max(r["cer"] for r in records)
+    assert min(r["wer"] for r in records) <= scores["wer"] <= max(r["wer"] for r in records)
 
 
 def test_resume_continues_exactly(corpus, tmp_path):
