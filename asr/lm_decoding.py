@@ -72,6 +72,10 @@ class BeamSearchOptions:
             raise ValueError(f"blank_skip {self.blank_skip} is outside (0, 1]")
 
 
+# A phrase list's search graph is tiny: a wider beam keeps whole-phrase paths alive until the end, cheaply.
+PHRASE_OPTIONS = BeamSearchOptions(beam_size=64, beam_threshold=50.0)
+
+
 @dataclass
 class Alternative(Transcript):
     """One of the n best hypotheses; `confidence` is its share of the probability of the final beam (0..1)."""
@@ -87,6 +91,7 @@ class _SearchGraph:
     """The lexicon trie (each word's letters and a space) and the LM over the same word indices."""
 
     def __init__(self, words: Sequence[str], make_lm, score_words: bool):
+        self.grammar: _PhraseLM | None = None
         self.words = list(words) + [UNK]
         self.unk = len(self.words) - 1
         self.dictionary = Dictionary()
@@ -130,6 +135,7 @@ class _PhraseLM(LM):
                 if node == len(self.children):
                     self.children.append({})
             self.ends.add(node)
+        self.ends.add(0)  # no phrase at all (silence, or speech that is none of them)
         self.states = [LMState() for _ in self.children]
         self.node_of = {id(s): n for n, s in enumerate(self.states)}
 
@@ -147,6 +153,20 @@ class _PhraseLM(LM):
 
     def finish(self, state):
         return state, 0.0 if self.node_of[id(state)] in self.ends else _CLOSED
+
+    def whole_phrases(self, words: list[int]) -> int:
+        """How many leading words of a sequence make a sequence of whole phrases (the longest such prefix)."""
+        node, whole = 0, 0
+        for i, word in enumerate(words):
+            following = self.children[node].get(word)
+            if following is None and node in self.ends:
+                following = self.children[0].get(word)
+            if following is None:
+                break
+            node = following
+            if node in self.ends:
+                whole = i + 1
+        return whole
 
 
 def check_phrases(phrases: Sequence[str]) -> tuple[str, ...]:
@@ -176,7 +196,9 @@ def _phrase_graph(phrases: tuple[str, ...]) -> _SearchGraph:
     words = sorted({w for p in phrases for w in p.split()})
     index = {w: i for i, w in enumerate(words)}
     grammar = _PhraseLM([[index[w] for w in p.split()] for p in phrases])
-    return _SearchGraph(words, lambda dictionary: grammar, score_words=False)
+    graph = _SearchGraph(words, lambda dictionary: grammar, score_words=False)
+    graph.grammar = grammar
+    return graph
 
 
 # --- the per-stream decoder ------------------------------------------------------------------------------------------
@@ -211,9 +233,9 @@ class BeamSearchDecoder:
     """
 
     def __init__(self, frame_shift: float, lm: LanguageModel | str | None = "default",
-                 options: BeamSearchOptions = BeamSearchOptions(), phrases: Sequence[str] | None = None):
+                 options: BeamSearchOptions | None = None, phrases: Sequence[str] | None = None):
         self.frame_shift = frame_shift
-        self.options = options
+        self.options = options = options or (PHRASE_OPTIONS if phrases is not None else BeamSearchOptions())
         if phrases is not None:
             self.graph = _phrase_graph(check_phrases(phrases))
         else:
@@ -262,6 +284,11 @@ class BeamSearchDecoder:
         self._assemble(hypothesis, self._assembler.copy(), words)
         return " ".join(w.word for w in words)
 
+    @property
+    def buffered_frames(self) -> int:
+        """Searched frames not yet committed: what a stream's memory grows with, bounded by the pruning."""
+        return len(self._pending_frames)
+
     def result(self) -> Transcript:
         """The best hypothesis of the utterance as text and timed words (closes the search: see `feed`)."""
         best = self._finish()[0]
@@ -275,6 +302,7 @@ class BeamSearchDecoder:
         """Forget the hypothesis (after an endpoint); the frame count goes on."""
         self._search.decode_begin()
         self._words: list[Word] = []  # committed words
+        self._committed_labels: list[int] = []  # their word indices (phrase lists check them)
         self._assembler = _WordAssembler()
         self._pending_frames = np.zeros(0, dtype=np.int64)  # absolute frame of each searched, uncommitted frame
         self._pending_scores = np.zeros((0, len(VOCAB)), dtype=np.float32)
@@ -306,6 +334,8 @@ class BeamSearchDecoder:
         if committed <= 0:
             return
         self._assemble(hypothesis, self._assembler, self._words)
+        if self.graph.grammar:
+            self._committed_labels += [w for w in hypothesis.words[1:] if w >= 0]
         self._pending_scores = self._pending_scores[committed:]
         self._pending_frames = self._pending_frames[committed:]
         self._search.prune(self.options.look_back)
@@ -320,6 +350,9 @@ class BeamSearchDecoder:
                 frame, scores = self.frames, closing
             assembler.push(token, word, frame, scores, self.graph, self.frame_shift, out)
 
+    def _word_labels(self, hypothesis) -> list[int]:
+        return self._committed_labels + [w for w in hypothesis.words[1:] if w >= 0]
+
     def _finish(self) -> list[Alternative]:
         if self._final is None:
             closing = np.full((1, len(VOCAB)), _CLOSED, dtype=np.float32)
@@ -330,6 +363,8 @@ class BeamSearchDecoder:
             for hypothesis in self._search.get_all_final_hypothesis():
                 words = list(self._words)
                 self._assemble(hypothesis, self._assembler.copy(), words)
+                if self.graph.grammar:  # whole phrases only: cut a path that ends inside one (the beam lost the rest)
+                    words = words[: self.graph.grammar.whole_phrases(self._word_labels(hypothesis))]
                 text = " ".join(w.word for w in words)
                 if text in scored:  # the same words by another path: add up their probability
                     best, kept = scored[text]

@@ -1,0 +1,251 @@
+"""Word language models (asr.lm, `asr lm`) and CTC beam search over words (asr.lm_decoding), on real audio."""
+from __future__ import annotations
+
+import json
+import random
+import re
+import shutil
+
+import jiwer
+import pytest
+import torch
+
+from asr.audio import load_audio
+from asr.cli import main
+from asr.decoding import ctc_greedy
+from asr.features import log_mel
+from asr.lm import SentenceFilter, build_language_model, load_language_model
+from asr.lm_decoding import (MAX_PHRASE_CHARS, MAX_PHRASE_WORDS, MAX_PHRASES, BeamSearchDecoder, BeamSearchOptions)
+from asr.tokenizer import VOCAB
+from tests.conftest import SENTENCES, espeak
+
+TEXT = """Hello world, this is a test.
+The weather is nice today and the sun is shining.
+She sells sea shells by the sea shore.
+The world is a nice place to live.
+This is the house that Jack built.
+A secret sentence that the model must never see.
+"""
+EXCLUDED = "a secret sentence that the model must never see\n"
+
+
+def needs_kenlm():
+    if shutil.which("lmplz") is None or shutil.which("build_binary") is None:
+        pytest.fail("KenLM's lmplz/build_binary are missing: run `bash install.sh` (it builds them)")
+
+
+@pytest.fixture(scope="module")
+def small_lm(tmp_path_factory):
+    needs_kenlm()
+    folder = tmp_path_factory.mktemp("lm")
+    (folder / "text.txt").write_text(TEXT * 3, encoding="utf-8")
+    (folder / "excluded.txt").write_text(EXCLUDED, encoding="utf-8")
+    build_language_model([folder / "text.txt"], folder / "small", order=3, exclude_files=[folder / "excluded.txt"])
+    return load_language_model(folder / "small")
+
+
+def spell(text: str, frames_per_symbol: int = 2) -> torch.Tensor:
+    """Peaked CTC log-probs that spell `text` (blank between symbols), like a confident acoustic model's.
+    "{YL}" is a symbol the model is unsure of: Y most likely, L second."""
+    symbols = re.findall(r"\{..\}|.", text)
+    probs = torch.full((len(symbols) * (frames_per_symbol + 1) + 2, len(VOCAB)), 0.002)
+    probs[0, 0] = probs[-1, 0] = 1.0
+    t = 1
+    for symbol in symbols:
+        for _ in range(frames_per_symbol):
+            if len(symbol) == 4:
+                probs[t, VOCAB.index(symbol[1])], probs[t, VOCAB.index(symbol[2])] = 0.6, 0.4
+            else:
+                probs[t, VOCAB.index(symbol)] = 1.0
+            t += 1
+        probs[t, 0] = 1.0
+        t += 1
+    return (probs / probs.sum(-1, keepdim=True)).log()
+
+
+@pytest.fixture(scope="module")
+def speech_log_probs(speech_dir, stream_model):
+    """name -> (reference, log_probs) of the shipped stream model on espeak-ng speech."""
+    out = {}
+    extra = {"school": "we will meet at the house after the school day"}
+    for name, text in {**SENTENCES, **extra}.items():
+        path = speech_dir / f"{name}.wav"
+        if not path.exists():
+            espeak(text, path)
+        features = log_mel(load_audio(path))
+        with torch.inference_mode():
+            log_probs, lengths, _ = stream_model(features[None], torch.tensor([len(features)]))
+        out[name] = (text.upper(), log_probs[0, : lengths[0]])
+    return out
+
+
+# --- building ----------------------------------------------------------------------------------------------------------
+def test_build_writes_lm_directory_without_excluded_sentences(small_lm):
+    meta = small_lm.metadata
+    assert (small_lm.directory / "lm.bin").stat().st_size > 0
+    assert meta["order"] == 3 and meta["excluded"]["lines_dropped"] == 3  # the secret line, three times
+    assert "SECRET" not in small_lm.words and "NEVER" not in small_lm.words
+    assert {"HELLO", "WORLD", "SHELLS", "JACK"} <= set(small_lm.words)
+    assert meta["vocabulary"] == len(small_lm.words)
+
+
+def test_sentence_filter_drops_lines_containing_excluded_sentences():
+    is_excluded = SentenceFilter(["THE CAT SAT DOWN", "YES"])
+    assert is_excluded("THE CAT SAT DOWN")
+    assert is_excluded("AND THEN THE CAT SAT DOWN ON THE MAT")
+    assert not is_excluded("THE CAT SAT")  # a part of an excluded sentence is fine
+    assert is_excluded("YES") and not is_excluded("YES PLEASE")  # short ones only as whole lines
+
+
+def test_oov_rate_counts_words_outside_the_lexicon(small_lm, tmp_path):
+    (tmp_path / "dev.txt").write_text("hello world\nhello zebra crossing\n", encoding="utf-8")
+    assert small_lm.oov_rate([tmp_path / "dev.txt"]) == (2, 5)
+
+
+def test_cli_builds_and_reports_oov(tmp_path, capsys):
+    needs_kenlm()
+    (tmp_path / "a.txt").write_text(TEXT, encoding="utf-8")
+    (tmp_path / "dev.txt").write_text("hello unknownword\n", encoding="utf-8")
+    assert main(["lm", "build", str(tmp_path / "a.txt"), "--out", str(tmp_path / "lm"), "--order", "2"]) == 0
+    assert json.loads(capsys.readouterr().out)["order"] == 2
+    assert main(["lm", "info", str(tmp_path / "lm"), "--oov", str(tmp_path / "dev.txt")]) == 0
+    assert json.loads(capsys.readouterr().out)["oov"][str(tmp_path / "dev.txt")]["oov_words"] == 1
+    assert main(["lm", "info", str(tmp_path / "nowhere")]) == 2
+
+
+def test_shipped_lm_is_large_and_small_enough():
+    lm = load_language_model("default")
+    assert len(lm.words) >= 100_000
+    assert lm.binary.stat().st_size <= 30 * 2**20
+    assert lm.metadata["excluded"]["sentences"] > 0
+
+
+# --- decoding ------------------------------------------------------------------------------------------------------------
+def test_lexicon_decoder_emits_only_lexicon_words(small_lm):
+    decoder = BeamSearchDecoder(0.03, small_lm)
+    log_probs = spell("HE{YL}LO WORLD THIS IS A TE{ZS}T")
+    assert ctc_greedy(log_probs, 0.03).text == "HEYLO WORLD THIS IS A TEZT"
+    decoder.feed(log_probs)  # the lexicon's words come out, not the misspellings
+    assert decoder.result().text == "HELLO WORLD THIS IS A TEST"
+    decoder.clear()
+    decoder.feed(spell("HELLO ZEBRA WORLD"))  # ZEBRA is outside the lexicon: it cannot be emitted
+    assert set(decoder.result().text.split()) <= set(small_lm.words)
+
+
+def test_lexicon_only_decoding(small_lm):
+    decoder = BeamSearchDecoder(0.03, small_lm, BeamSearchOptions(lm_weight=0))
+    decoder.feed(spell("SHE SE{IL}LS SEA SHELLS"))
+    assert decoder.result().text == "SHE SELLS SEA SHELLS"
+
+
+def test_words_carry_absolute_times_and_confidences(small_lm):
+    decoder = BeamSearchDecoder(0.1, small_lm)
+    decoder.feed(spell("A TEST"))
+    decoder.clear()
+    silence = spell("")
+    decoder.feed(silence)
+    decoder.feed(spell("HELLO WORLD"))
+    hello, world = decoder.result().words
+    offset = len(spell("A TEST")) + len(silence)
+    assert hello.word == "HELLO" and hello.start >= offset * 0.1 and hello.end <= world.start
+    assert 0.5 < hello.conf <= 1.0 and 0.5 < world.conf <= 1.0
+
+
+def test_whole_and_chunked_decoding_are_identical(speech_log_probs):
+    log_probs = torch.cat([lp for _, lp in speech_log_probs.values()] * 3)  # ~40 s, several prunes
+    for options in (BeamSearchOptions(), BeamSearchOptions(prune_every=7, look_back=3, blank_skip=None)):
+        whole = BeamSearchDecoder(0.03, "default", options)
+        whole.feed(log_probs)
+        expected, expected_nbest = whole.result(), whole.nbest(3)
+        rng = random.Random(0)
+        for _ in range(2):
+            chunked = BeamSearchDecoder(0.03, "default", options)
+            start = 0
+            while start < len(log_probs):
+                size = rng.randint(1, 40)
+                chunked.feed(log_probs[start : start + size])
+                start += size
+                chunked.text  # partials in between change nothing
+            assert chunked.result() == expected
+            assert chunked.nbest(3) == expected_nbest
+
+
+def test_memory_stays_bounded_on_a_long_stream(speech_log_probs):
+    options = BeamSearchOptions()
+    decoder = BeamSearchDecoder(0.03, "default", options)
+    _, log_probs = speech_log_probs["weather"]
+    for _ in range(30):
+        decoder.feed(log_probs)
+        assert decoder.buffered_frames <= options.prune_every + options.look_back + 100
+    assert len(decoder.result().words) > 100
+
+
+def test_lm_decoding_gets_at_least_as_many_words_right_as_greedy(speech_log_probs):
+    decoder = BeamSearchDecoder(0.03)
+    greedy_hits = lm_hits = 0
+    for reference, log_probs in speech_log_probs.values():
+        decoder.feed(log_probs)
+        text = decoder.result().text
+        decoder.clear()
+        greedy = ctc_greedy(log_probs, 0.03).text
+        greedy_hits += jiwer.process_words(reference, greedy or "-").hits
+        lm_hits += jiwer.process_words(reference, text or "-").hits
+    assert lm_hits >= greedy_hits
+
+
+def test_partial_text_grows_with_the_audio(speech_log_probs):
+    reference, log_probs = speech_log_probs["hello"]
+    decoder = BeamSearchDecoder(0.03)
+    partials = []
+    for start in range(0, len(log_probs), 10):
+        decoder.feed(log_probs[start : start + 10])
+        partials.append(decoder.text)
+    final = decoder.result().text
+    assert partials[0] == "" and final.startswith(partials[-1])
+    assert len(final.split()) >= 4
+
+
+def test_nbest_is_ordered_and_distinct(speech_log_probs):
+    _, log_probs = speech_log_probs["numbers"]
+    decoder = BeamSearchDecoder(0.03)
+    decoder.feed(log_probs)
+    alternatives = decoder.nbest(5)
+    assert 1 < len(alternatives) <= 5
+    assert alternatives[0].text == decoder.result().text
+    confidences = [a.confidence for a in alternatives]
+    assert confidences == sorted(confidences, reverse=True) and 0 < sum(confidences) <= 1 + 1e-6
+    assert len({a.text for a in alternatives}) == len(alternatives)
+    assert set(alternatives[0].to_dict()) == {"confidence", "text", "words"}
+
+
+# --- phrase lists ------------------------------------------------------------------------------------------------------
+PHRASES = ["hello world this is a test", "the weather is nice today", "yes", "no", "she sells sea shells"]
+
+
+def test_phrase_list_restricts_output_to_whole_phrases(speech_log_probs):
+    decoder = BeamSearchDecoder(0.03, phrases=PHRASES)
+    allowed = {p.upper() for p in PHRASES}
+    for name, (_, log_probs) in speech_log_probs.items():
+        decoder.feed(log_probs)
+        text = decoder.result().text
+        decoder.clear()
+        rest = text
+        while rest:  # a sequence of whole phrases
+            match = next((p for p in sorted(allowed, key=len, reverse=True) if (rest + " ").startswith(p + " ")), None)
+            assert match, f"{name}: {text!r} is not made of phrases"
+            rest = rest[len(match) :].strip()
+        if name == "hello":
+            assert text == "HELLO WORLD THIS IS A TEST"
+
+
+def test_phrase_list_limits():
+    with pytest.raises(ValueError, match="phrases is over the limit"):
+        BeamSearchDecoder(0.03, phrases=["yes"] * (MAX_PHRASES + 1))
+    with pytest.raises(ValueError, match="words, over"):
+        BeamSearchDecoder(0.03, phrases=[" ".join(["go"] * (MAX_PHRASE_WORDS + 1))])
+    with pytest.raises(ValueError, match="characters, over"):
+        BeamSearchDecoder(0.03, phrases=["a" * (MAX_PHRASE_CHARS + 1)])
+    with pytest.raises(ValueError, match="no words"):
+        BeamSearchDecoder(0.03, phrases=["123", "!"])
+    with pytest.raises(ValueError, match="not one string"):
+        BeamSearchDecoder(0.03, phrases="yes no")
