@@ -3,7 +3,9 @@ a file and a stream of the same audio give the same text.
 
 A stream carries, from one chunk to the next: the resampler's filter state, the samples not yet framed, the feature
 frames not yet stacked, every LSTM layer's `(h, c)`, and the greedy decoder's hypothesis. Many streams share one
-model step through `step` (their states are stacked on the batch dimension and split back afterwards).
+model step through `decode_streams` (their states are stacked on the batch dimension and split back afterwards).
+A stream ends in one place: `accept_audio(..., last=True)` marks the recognizer finished, and the next
+`decode_streams` decodes what is left and returns its last utterance with the others.
 """
 from __future__ import annotations
 
@@ -56,10 +58,16 @@ class StreamingRecognizer:
         self._utterance_frames = 0
         self._heard_speech = False
         self.audio_seconds = 0.0
+        self.finished = False  # no more audio comes (accept_audio(..., last=True))
+        self.closed = False  # finished, and its last utterance has been returned
 
     # --- audio in -------------------------------------------------------------------------------------------------
     def accept_audio(self, samples: np.ndarray, last: bool = False) -> None:
-        """samples: (n,) float32 at the stream's sample rate. `last` flushes the resampler."""
+        """samples: (n,) float32 at the stream's sample rate. `last` says the stream ends here: it flushes the
+        resampler, and the next `decode_streams` returns the stream's last utterance."""
+        if self.finished:
+            raise ValueError("this stream has ended (accept_audio(..., last=True)); start a new recognizer")
+        self.finished = last
         audio = self._resampler(np.asarray(samples, dtype=np.float32), last=last)
         self.audio_seconds += len(audio) / SAMPLE_RATE
         frames = self._features(audio)
@@ -108,22 +116,22 @@ class StreamingRecognizer:
         return result
 
     # --- single-stream convenience ----------------------------------------------------------------------------------
-    def accept_waveform(self, samples: np.ndarray) -> list[Transcript]:
-        """Feed audio and run the model on what is ready. Returns utterances finalised by endpoints."""
-        self.accept_audio(samples)
-        return step(self.model, [self])[0]
+    def accept_waveform(self, samples: np.ndarray, last: bool = False) -> list[Transcript]:
+        """Feed audio and run the model on what is ready. Returns utterances finalised by endpoints (and, with
+        `last`, the stream's last utterance, possibly with empty text)."""
+        self.accept_audio(samples, last=last)
+        return decode_streams(self.model, [self])[0]
 
     def finish(self) -> list[Transcript]:
-        """End of stream: flush the resampler and the model, then finalise. Returns the remaining utterances
-        (the last one possibly with empty text)."""
-        self.accept_audio(np.zeros(0, dtype=np.float32), last=True)
-        finals = step(self.model, [self])[0]
-        return finals + [self.finish_utterance()]
+        """End of stream: `accept_waveform` of no more audio, `last`. Returns the remaining utterances (the last
+        one possibly with empty text)."""
+        return self.accept_waveform(np.zeros(0, dtype=np.float32), last=True)
 
 
 @torch.inference_mode()
-def step(model: AcousticModel, recognizers: list[StreamingRecognizer]) -> list[list[Transcript]]:
-    """One batched model step over every recognizer with ready frames. Returns each recognizer's new finals.
+def decode_streams(model: AcousticModel, recognizers: list[StreamingRecognizer]) -> list[list[Transcript]]:
+    """One batched model step over every recognizer with ready frames. Returns each recognizer's new finals; a
+    finished recognizer (`accept_audio(..., last=True)`) also gets its last utterance, once, and is then closed.
 
     The states of the ready streams are stacked on the batch dimension and split back (`stack_states`).
     """
@@ -137,4 +145,9 @@ def step(model: AcousticModel, recognizers: list[StreamingRecognizer]) -> list[l
         for b, (recognizer, stream_state) in enumerate(zip(streams, unstack_states(state))):
             recognizer.state = stream_state
             finals[id(recognizer)] = recognizer.accept_log_probs(log_probs[b, : out_lengths[b]])
-    return [finals.get(id(r), []) for r in recognizers]
+    results = [finals.get(id(r), []) for r in recognizers]
+    for recognizer, result in zip(recognizers, results):
+        if recognizer.finished and not recognizer.closed:
+            recognizer.closed = True
+            result.append(recognizer.finish_utterance())
+    return results

@@ -52,14 +52,15 @@ def audio_blocks(path: str | os.PathLike, block_seconds: float = BLOCK_SECONDS) 
 
 
 def transcribe_stream(model: AcousticModel, blocks: Iterator[np.ndarray], endpointing: Endpointing = Endpointing(),
-                      progress: Callable[[float], None] | None = None) -> Transcript:
-    """Unidirectional model: the streaming recognizer over the blocks, state carried; utterances joined."""
-    recognizer = StreamingRecognizer(model, endpointing=endpointing)
+                      progress: Callable[[float], None] | None = None, sample_rate: int = SAMPLE_RATE) -> Transcript:
+    """Unidirectional model: the streaming recognizer over the blocks (at `sample_rate`), state carried; utterances
+    joined. The recognizer closes the last utterance itself once told that no more audio comes."""
+    recognizer = StreamingRecognizer(model, sample_rate, endpointing)
     utterances = []
     for block in blocks:
         utterances += recognizer.accept_waveform(block)
         if progress:
-            progress(len(block) / SAMPLE_RATE)
+            progress(len(block) / sample_rate)
     utterances += recognizer.finish()
     return Transcript.join(utterances)
 
@@ -109,11 +110,15 @@ def transcribe_file(model: AcousticModel, path: str | os.PathLike, endpointing: 
 
 def transcribe_audio(model: AcousticModel, audio: np.ndarray, sample_rate: int = SAMPLE_RATE,
                      endpointing: Endpointing = Endpointing()) -> Transcript:
-    """Transcribe a mono float32 signal (samples,) at `sample_rate` held in memory."""
+    """Transcribe a mono float32 signal (samples,) at `sample_rate` held in memory: whole audio -> recognizer ->
+    transcript. A unidirectional model runs the very `StreamingRecognizer` the server runs (resampling as it
+    streams), so this is the transcript a server stream of the same audio ends with, however it was chunked."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if model.streaming:
+        return transcribe_stream(model, iter([audio]), endpointing, sample_rate=sample_rate)
     if sample_rate != SAMPLE_RATE:
-        audio = resample(np.asarray(audio, dtype=np.float32), sample_rate)
-    blocks = iter([audio])
-    return transcribe_stream(model, blocks, endpointing) if model.streaming else transcribe_windows(model, blocks)
+        audio = resample(audio, sample_rate)
+    return transcribe_windows(model, iter([audio]))
 
 
 def audio_duration(path: str | os.PathLike) -> float | None:

@@ -1,5 +1,5 @@
 """Many streams, one model step: connections put work on a queue; one consumer takes up to `max_batch` ready
-streams (waiting at most `max_wait` seconds for more to arrive), runs `asr.recognizer.step` for all of them in a
+streams (waiting at most `max_wait` seconds for more to arrive), runs `asr.recognizer.decode_streams` for all of them in a
 single-thread executor (the event loop keeps answering pings and other clients), and resolves each stream's future.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 
 from asr.decoding import Transcript
 from asr.model import AcousticModel
-from asr.recognizer import StreamingRecognizer, step
+from asr.recognizer import StreamingRecognizer, decode_streams
 
 log = logging.getLogger("server")
 
@@ -114,11 +114,9 @@ class Batcher:
                 log.warning("stream audio rejected: %s: %s", type(error).__name__, error)
                 results[id(job)] = error
         start = time.perf_counter()
-        finals = step(self.model, [job.recognizer for job in fed])
+        finals = decode_streams(self.model, [job.recognizer for job in fed])
         if self.metrics is not None:
             self.metrics.observe_step(len(fed), time.perf_counter() - start)
-        for job, stream_finals in zip(fed, finals):
-            if job.last:
-                stream_finals = stream_finals + [job.recognizer.finish_utterance()]
+        for job, stream_finals in zip(fed, finals):  # a finished stream's finals end with its last utterance
             results[id(job)] = stream_finals
         return [results[id(job)] for job in jobs]

@@ -30,8 +30,7 @@ from websockets.asyncio.client import connect
 
 from asr.audio import SAMPLE_RATE, float_to_pcm16, load_audio, pcm16_to_float
 from asr.checkpoint import load_model
-from asr.decoding import Transcript
-from asr.recognizer import StreamingRecognizer
+from asr.transcribe import transcribe_audio
 
 SENTENCES = ["the quick brown fox jumps over the lazy dog", "she sells sea shells by the sea shore",
              "a journey of a thousand miles begins with a single step", "please call stella and ask her to bring"]
@@ -70,8 +69,8 @@ def stream_audio(audio: np.ndarray, variant: int, seconds: float) -> bytes:
 
 
 def offline_text(model, pcm: bytes) -> str:
-    recognizer = StreamingRecognizer(model)
-    return Transcript.join(recognizer.accept_waveform(pcm16_to_float(pcm)) + recognizer.finish()).text
+    """What `asr transcribe --model stream` gives for the whole recording."""
+    return transcribe_audio(model, pcm16_to_float(pcm)).text
 
 
 async def run_stream(url: str, pcm: bytes, chunk_ms: float, start_at: float, result: StreamResult) -> None:

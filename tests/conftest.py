@@ -1,8 +1,6 @@
 """Shared fixtures: real speech made by espeak-ng, and the real shipped models."""
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -10,23 +8,7 @@ import pytest
 import soundfile as sf
 
 from asr.audio import SAMPLE_RATE, load_audio
-
-SENTENCES = {
-    "hello": "hello world this is a test",
-    "weather": "the weather is nice today and the sun is shining",
-    "numbers": "she sells sea shells by the sea shore",
-}
-
-
-def espeak(text: str, path: Path, voice: str = "en-us", speed: int = 150) -> Path:
-    """Speak `text` into a 16 kHz mono WAV at `path` with espeak-ng."""
-    if shutil.which("espeak-ng") is None:
-        pytest.fail("espeak-ng is missing: apt-get install espeak-ng (the tests make their speech with it)")
-    raw = path.with_suffix(".raw.wav")
-    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(raw), text], check=True)
-    sf.write(path, load_audio(raw), SAMPLE_RATE, subtype="PCM_16")
-    raw.unlink()
-    return path
+from tests.helpers import SENTENCES, espeak  # noqa: F401  (tests import helpers from tests.helpers)
 
 
 @pytest.fixture(scope="session")
@@ -53,16 +35,6 @@ def long_speech(speech_dir, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("long") / "long.wav"
     sf.write(path, np.concatenate(parts), SAMPLE_RATE, subtype="PCM_16")
     return path
-
-
-def stream_transcript(model, pcm: bytes, sample_rate: int = SAMPLE_RATE, endpointing=None) -> str:
-    """What `asr transcribe --model stream` gives for a whole PCM16 recording at `sample_rate`."""
-    from asr.audio import pcm16_to_float
-    from asr.decoding import Transcript
-    from asr.recognizer import Endpointing, StreamingRecognizer
-
-    recognizer = StreamingRecognizer(model, sample_rate, endpointing or Endpointing())
-    return Transcript.join(recognizer.accept_waveform(pcm16_to_float(pcm)) + recognizer.finish()).text
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 from asr.audio import float_to_pcm16, load_audio, resample
 from server.cli import main
 from server.client import stream_microphone
-from tests.conftest import stream_transcript
+from tests.helpers import stream_transcript
 
 
 def test_stream_a_file_prints_the_final_text(server, stream_model, speech_wav, capsys):

@@ -4,9 +4,9 @@ import pytest
 
 from asr.audio import load_audio
 from asr.decoding import Transcript
-from asr.recognizer import Endpointing, StreamingRecognizer, step
+from asr.recognizer import Endpointing, StreamingRecognizer, decode_streams
 from asr.transcribe import transcribe_file
-from tests.conftest import SENTENCES
+from tests.helpers import SENTENCES
 
 
 def stream_in_chunks(model, audio, chunk):
@@ -59,7 +59,7 @@ def test_batched_step_equals_separate_streams(stream_model, speech_dir):
             n = int(rng.integers(100, 6000))
             recognizers[i].accept_audio(audio[position[i] : position[i] + n])
             position[i] += n
-        for i, new in enumerate(step(stream_model, recognizers)):
+        for i, new in enumerate(decode_streams(stream_model, recognizers)):
             finals[i] += new
     batched = [Transcript.join(f + r.finish()).text for f, r in zip(finals, recognizers)]
     assert batched == alone

@@ -21,7 +21,7 @@ from websockets.sync.client import connect
 from asr.audio import float_to_pcm16, load_audio, resample
 from asr.recognizer import Endpointing
 from server.app import ServerSettings, ServerThread
-from tests.conftest import stream_transcript
+from tests.helpers import stream_transcript
 
 
 def stream(url: str, pcm: bytes, chunk_bytes, config: dict | None = None, **connect_options) -> list[dict]:

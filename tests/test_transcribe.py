@@ -9,7 +9,7 @@ import pytest
 import asr.transcribe
 from asr.audio import load_audio
 from asr.transcribe import transcribe_audio, transcribe_file
-from tests.conftest import SENTENCES
+from tests.helpers import SENTENCES
 
 
 def run_asr(*args):

@@ -1,0 +1,37 @@
+"""Helpers the tests import (fixtures stay in conftest.py): speech made by espeak-ng, and the transcript a stream of
+some audio must end with."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from asr.audio import SAMPLE_RATE, load_audio, pcm16_to_float
+from asr.recognizer import Endpointing
+from asr.transcribe import transcribe_audio
+
+SENTENCES = {
+    "hello": "hello world this is a test",
+    "weather": "the weather is nice today and the sun is shining",
+    "numbers": "she sells sea shells by the sea shore",
+}
+
+
+def espeak(text: str, path: Path, voice: str = "en-us", speed: int = 150) -> Path:
+    """Speak `text` into a 16 kHz mono WAV at `path` with espeak-ng."""
+    if shutil.which("espeak-ng") is None:
+        pytest.fail("espeak-ng is missing: apt-get install espeak-ng (the tests make their speech with it)")
+    raw = path.with_suffix(".raw.wav")
+    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(raw), text], check=True)
+    sf.write(path, load_audio(raw), SAMPLE_RATE, subtype="PCM_16")
+    raw.unlink()
+    return path
+
+
+def stream_transcript(model, pcm: bytes, sample_rate: int = SAMPLE_RATE,
+                      endpointing: Endpointing = Endpointing()) -> str:
+    """What `asr transcribe --model stream` gives for a whole PCM16 recording at `sample_rate`."""
+    return transcribe_audio(model, pcm16_to_float(pcm), sample_rate, endpointing).text
