@@ -45,6 +45,7 @@ class StreamingRecognizer:
         if not model.streaming:
             raise ValueError("streaming recognition needs a unidirectional model (e.g. --model stream)")
         self.model = model
+        self.sample_rate = sample_rate
         self.endpointing = endpointing
         self.frame_shift = model.dims.frame_shift
         self._silence_needed = max(1, round(endpointing.silence / self.frame_shift))  # output frames

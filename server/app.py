@@ -1,6 +1,7 @@
 """The websocket server: one coroutine per connection, plain HTTP for the page, /healthz and /metrics, SIGTERM drain.
 
-    from server.app import ServerSettings, run_server
+    from server.app import run_server
+    from server.settings import ServerSettings
     asyncio.run(run_server(ServerSettings(port=2700)))        # what `asr serve` does
 
 `ServerThread` runs one in a background thread (tests, benchmarks).
@@ -15,7 +16,6 @@ import signal
 import ssl
 import threading
 import time
-from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -29,12 +29,10 @@ from websockets.http11 import Request, Response
 from asr.audio import SAMPLE_RATE
 from asr.checkpoint import MODEL_NAMES, load_model
 from asr.model import AcousticModel
-from asr.recognizer import Endpointing, StreamingRecognizer
-from server.batcher import Batcher
+from asr.recognizer import StreamingRecognizer
+from server.batcher import Batcher, Stream, StreamRefused
 from server.metrics import Metrics
 from server.protocol import (
-    MESSAGE_TOO_BIG,
-    POLICY_VIOLATION,
     TRY_AGAIN_LATER,
     Eof,
     ProtocolError,
@@ -44,7 +42,8 @@ from server.protocol import (
     error_reply,
     parse_text_message,
 )
-from server.session import Session, StreamLimits
+from server.session import Session
+from server.settings import ServerSettings
 
 log = logging.getLogger("server")
 
@@ -53,29 +52,6 @@ STATIC = Path(__file__).parent / "static"
 PAGES = {"/": ("index.html", "text/html; charset=utf-8"), "/index.html": ("index.html", "text/html; charset=utf-8"),
          "/worklet.js": ("worklet.js", "text/javascript; charset=utf-8")}
 DRAIN_GRACE = 30.0  # seconds open streams get to receive their final result on shutdown
-
-
-@dataclass(frozen=True)
-class ServerSettings:
-    host: str = "127.0.0.1"
-    port: int = 2700
-    model: str = "stream"  # a shipped model name or a checkpoint path (chosen by the operator, never a client)
-    max_batch: int = 32
-    max_wait_ms: float = 10.0
-    max_streams: int = 64
-    max_message_bytes: int = 1 << 20
-    idle_timeout: float = 60.0
-    max_stream_seconds: float = 3600.0
-    endpoint_silence: float = 0.8
-    blank_threshold: float = 0.9
-    max_utterance: float = 20.0
-    token: str | None = None
-    tls_cert: str | None = None
-    tls_key: str | None = None
-
-    @property
-    def endpointing(self) -> Endpointing:
-        return Endpointing(self.blank_threshold, self.endpoint_silence, self.max_utterance)
 
 
 def model_name_of(model: str) -> str:
@@ -87,13 +63,11 @@ class RecognitionServer:
     def __init__(self, settings: ServerSettings = ServerSettings(), model: AcousticModel | None = None,
                  model_name: str | None = None):
         self.settings = settings
-        settings.endpointing  # validate before binding anything
         self.model = model if model is not None else load_model(settings.model)
         self.model_name = model_name or model_name_of(settings.model)
         self.metrics = Metrics()
-        self.batcher = Batcher(self.model, settings.max_batch, settings.max_wait_ms / 1000, self.metrics)
-        self.limits = StreamLimits(settings.max_stream_seconds)
-        self.active = 0
+        self.batcher = Batcher(self.model, settings.max_batch, settings.max_wait_ms / 1000, settings.max_streams,
+                               settings.max_streams_per_address, metrics=self.metrics)
         self.draining = False
         self._pages = {path: ((STATIC / name).read_bytes(), kind) for path, (name, kind) in PAGES.items()}
         self._server = None
@@ -110,8 +84,9 @@ class RecognitionServer:
         self._server = await serve(
             self._handle, s.host, s.port, process_request=self._process_request, ssl=self._ssl_context(),
             # Messages up to max_message_bytes are served; up to twice that they get an {"error"} and 1009; beyond,
-            # websockets itself closes with 1009 before buffering them. max_queue bounds each connection's backlog.
-            max_size=2 * s.max_message_bytes, max_queue=8, write_limit=1 << 16,
+            # websockets itself closes with 1009 before buffering them. max_queue: a connection is not read while
+            # one message waits behind the one being decoded (back-pressure; the client's TCP buffer fills instead).
+            max_size=2 * s.limits.max_message_bytes, max_queue=1, write_limit=1 << 16,
         )
         self.port = self._server.sockets[0].getsockname()[1]
         scheme = "wss" if s.tls_cert else "ws"
@@ -122,7 +97,7 @@ class RecognitionServer:
         """Stop taking streams (/healthz says 503), give every open stream its final result, then close."""
         self.draining = True
         if not self._drain.done():
-            log.info("draining: %d open streams get their final result", self.active)
+            log.info("draining: %d open streams get their final result", len(self.batcher.streams))
             self._drain.set_result(None)
         if self._handlers:  # each handler sends its final result and closes; close() below cuts any that hang
             await asyncio.wait(set(self._handlers), timeout=grace)
@@ -134,8 +109,7 @@ class RecognitionServer:
     def _warm_up(self) -> None:
         """One throwaway step, so that the first client does not wait for lazy imports and first-call setup."""
         recognizer = StreamingRecognizer(self.model, endpointing=self.settings.endpointing)
-        recognizer.accept_waveform(np.zeros(SAMPLE_RATE // 2, dtype=np.float32))
-        recognizer.finish()
+        recognizer.accept_waveform(np.zeros(SAMPLE_RATE // 2, dtype=np.float32), last=True)
 
     def _ssl_context(self) -> ssl.SSLContext | None:
         s = self.settings
@@ -152,7 +126,7 @@ class RecognitionServer:
             if path == "/healthz":
                 if self.draining:
                     return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "draining\n")
-                if self.active >= self.settings.max_streams:
+                if self.batcher.full:
                     return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "full\n")
                 return connection.respond(HTTPStatus.OK, "ok\n")
             if path == "/metrics":
@@ -162,11 +136,19 @@ class RecognitionServer:
             if path in self._pages:
                 return _response(HTTPStatus.OK, *self._pages[path])
             return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
+        if not self._authorized(request):  # refused before the handshake completes: no stream, no slot
+            self.metrics.refused.labels("token").inc()
+            return connection.respond(HTTPStatus.UNAUTHORIZED, "missing or wrong token: send 'Authorization: Bearer "
+                                      "TOKEN' or connect to ...?token=TOKEN\n")
         if self.draining:
+            self.metrics.refused.labels("draining").inc()
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "server is shutting down; try another\n")
-        if self.active >= self.settings.max_streams:
-            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE,
-                                      f"server is full ({self.settings.max_streams} streams); try again later\n")
+        try:
+            self.batcher.check_room(_address(connection))
+        except StreamRefused as refused:
+            self.metrics.refused.labels(refused.reason).inc()
+            status = HTTPStatus.SERVICE_UNAVAILABLE if refused.reason == "full" else HTTPStatus.TOO_MANY_REQUESTS
+            return connection.respond(status, f"{refused}\n")
         return None  # go on with the websocket handshake, any path (like Vosk)
 
     def _authorized(self, request: Request) -> bool:
@@ -181,21 +163,20 @@ class RecognitionServer:
     # --- websocket --------------------------------------------------------------------------------------------------
     async def _handle(self, ws: ServerConnection) -> None:
         peer = "%s:%s" % tuple(ws.remote_address[:2]) if ws.remote_address else "?"
-        if self.draining or self.active >= self.settings.max_streams:  # raced past process_request
-            return await self._refuse(ws, TRY_AGAIN_LATER, "server is full or shutting down; try again later")
-        if not self._authorized(ws.request):
-            return await self._refuse(ws, POLICY_VIOLATION, "missing or wrong token: send 'Authorization: Bearer "
-                                      "TOKEN' or connect to ...?token=TOKEN")
-        session = Session(self.model, self.model_name, self.settings.endpointing, self.limits, peer)
-        self._handlers.add(asyncio.current_task())
-        self.active += 1
-        self.batcher.streams += 1
-        self.metrics.active_streams.inc()
-        self.metrics.streams.inc()
-        started, close = time.monotonic(), 1000
-        log.info("stream start %s path=%s streams=%d", peer, ws.request.path.partition("?")[0], self.active)
+        if self.draining:  # raced past process_request
+            return await self._refuse(ws, TRY_AGAIN_LATER, "server is shutting down; try again later")
         try:
-            close = await self._converse(ws, session)
+            stream = self.batcher.open_stream(_address(ws))
+        except StreamRefused as refused:  # raced past process_request
+            self.metrics.refused.labels(refused.reason).inc()
+            return await self._refuse(ws, TRY_AGAIN_LATER, str(refused))
+        session = Session(self.model, self.model_name, self.settings.endpointing, self.settings.limits, peer)
+        self._handlers.add(asyncio.current_task())
+        started, close = time.monotonic(), 1000
+        log.info("stream start %s path=%s streams=%d", peer, ws.request.path.partition("?")[0],
+                 len(self.batcher.streams))
+        try:
+            close = await self._converse(ws, stream, session)
         except ProtocolError as error:
             close = error.code
             self.metrics.stream_errors.labels(str(error.code)).inc()
@@ -208,32 +189,27 @@ class RecognitionServer:
             await self._refuse(ws, 1011, "internal server error")
         finally:
             self._handlers.discard(asyncio.current_task())
-            self.active -= 1
-            self.batcher.streams -= 1
-            self.metrics.active_streams.dec()
+            self.batcher.close_stream(stream)
             log.info("stream end %s duration=%.1fs audio=%.1fs final_chars=%d close=%s", peer,
                      time.monotonic() - started, session.audio_seconds, session.final_chars, close)
 
-    async def _converse(self, ws: ServerConnection, session: Session) -> int:
+    async def _converse(self, ws: ServerConnection, stream: Stream, session: Session) -> int:
         """Read messages, reply to each in order. Returns the close code it ended with."""
         while True:
-            message = await self._next_message(ws)
+            message = await self._next_message(ws, session)
             arrived = time.perf_counter()
             if message is None:  # draining: the stream gets its final result, then the server goes away
                 if session.audio_started:
-                    finals = await self.batcher.submit(session.recognizer, _EMPTY, last=True)
-                    await ws.send(encode(session.end_reply(finals)))
+                    await ws.send(encode(await self._end_of_stream(stream, session)))
                 await ws.close(1001, "server is shutting down")
                 return 1001
+            session.check_size(message)
             end_of_stream = False
             if isinstance(message, bytes):
-                if len(message) > self.settings.max_message_bytes:
-                    raise ProtocolError(MESSAGE_TOO_BIG, f"binary message of {len(message)} bytes is over the limit "
-                                        f"of {self.settings.max_message_bytes}; send smaller chunks")
                 samples = session.pcm_to_samples(message)
                 self.metrics.chunks.inc()
                 self.metrics.audio_seconds.inc(len(samples) / session.config.sample_rate)
-                reply = session.chunk_reply(await self.batcher.submit(session.recognizer, samples))
+                reply = session.chunk_reply(await self.batcher.submit(stream, session.recognizer, samples))
             else:
                 command = parse_text_message(message)
                 if isinstance(command, StreamConfig):
@@ -244,24 +220,32 @@ class RecognitionServer:
                 else:
                     assert isinstance(command, Eof)
                     end_of_stream = True
-                    reply = session.end_reply(await self.batcher.submit(session.recognizer, _EMPTY, last=True))
+                    reply = await self._end_of_stream(stream, session)
             await ws.send(encode(reply))
             self.metrics.reply_seconds.observe(time.perf_counter() - arrived)
             if end_of_stream:
                 await ws.close(1000)
                 return 1000
 
-    async def _next_message(self, ws: ServerConnection) -> str | bytes | None:
-        """The next message, None once the server drains, or a ProtocolError after idle_timeout seconds of silence."""
+    async def _end_of_stream(self, stream: Stream, session: Session) -> dict:
+        """The one way a stream ends (eof or drain): the recognizer is told no more audio comes and returns the
+        utterances still open, the last one included."""
+        return session.end_reply(await self.batcher.submit(stream, session.recognizer, _EMPTY, last=True))
+
+    async def _next_message(self, ws: ServerConnection, session: Session) -> str | bytes | None:
+        """The next message, None once the server drains, or a ProtocolError once the session's deadline for it
+        passes (idle, too long a stream, or too little audio for the time the client kept the stream open)."""
+        timeout, which = session.next_message_deadline()
+        waiting = time.monotonic()
         receive = asyncio.ensure_future(ws.recv())
-        done, _ = await asyncio.wait({receive, self._drain}, timeout=self.settings.idle_timeout,
-                                     return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({receive, self._drain}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        session.waited += time.monotonic() - waiting
         if receive in done:
             return receive.result()
         receive.cancel()  # cancelling recv() loses no data (websockets documents this)
         if self._drain.done():
             return None
-        raise ProtocolError(POLICY_VIOLATION, f"no message for {self.settings.idle_timeout:g} s; closing idle stream")
+        raise session.timed_out(which)
 
     @staticmethod
     async def _refuse(ws: ServerConnection, code: int, message: str) -> None:
@@ -274,6 +258,11 @@ class RecognitionServer:
 
 
 _EMPTY = np.zeros(0, dtype=np.float32)
+
+
+def _address(connection: ServerConnection) -> str:
+    """The client's IP address (the per-address stream limit counts by it)."""
+    return str(connection.remote_address[0]) if connection.remote_address else "?"
 
 
 def _response(status: HTTPStatus, body: bytes, content_type: str) -> Response:
@@ -316,7 +305,7 @@ class ServerThread:
         scheme = "wss" if self.server.settings.tls_cert else "ws"
         return f"{scheme}://127.0.0.1:{self.port}"
 
-    def start(self) -> "ServerThread":
+    def start(self) -> ServerThread:
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self.server.start(), self._loop).result(timeout=30)
         return self
@@ -328,7 +317,7 @@ class ServerThread:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
 
-    def __enter__(self) -> "ServerThread":
+    def __enter__(self) -> ServerThread:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -1,12 +1,23 @@
-"""Many streams, one model step: connections put work on a queue; one consumer takes up to `max_batch` ready
-streams (waiting at most `max_wait` seconds for more to arrive), runs `asr.recognizer.decode_streams` for all of them in a
-single-thread executor (the event loop keeps answering pings and other clients), and resolves each stream's future.
+"""Many streams, one model step, fair to each: the batcher opens and closes streams (it holds the one count of open
+streams and of streams per client address), takes each stream's audio, and decodes it in bounded slices.
+
+A model step never takes more than `slice_seconds` of one stream's audio. Streams with audio still to decode wait
+in one line and are served round-robin, up to `max_batch` per step (waiting at most `max_wait` seconds for more
+streams to have audio); a stream whose message is not used up goes to the back of the line. So a client that sends
+33 s of audio in one message gets its reply after 33 slices, while every other stream's 200 ms chunk goes through
+in the next step: a fast sender slows only itself. The step itself (`asr.recognizer.decode_streams`) runs in a
+single-thread executor, so the event loop keeps answering pings and other clients.
+
+Each stream has at most one message here at a time (the app reads a connection's next message only after replying
+to this one), so the audio held per stream is bounded by the message size limit; `asr_pending_audio_bytes` counts
+it.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -18,29 +29,103 @@ from asr.recognizer import StreamingRecognizer, decode_streams
 
 log = logging.getLogger("server")
 
+SLICE_SECONDS = 1.0  # the most audio of one stream that one model step takes
 
-@dataclass
+
+class StreamRefused(Exception):
+    """No stream for this client now: the server is full, or its address has as many streams as it may."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason  # "full" or "address"
+
+
+@dataclass(eq=False)
+class Stream:
+    """One open stream, as the batcher sees it."""
+
+    address: str
+    pending_bytes: int = 0  # float32 audio received and not yet decoded
+
+
+@dataclass(eq=False)
 class Job:
-    """Feed `samples` (at the stream's rate) to one stream, then step it. `last` flushes the stream and finishes
-    its last utterance (eof)."""
+    """One message's audio for one stream: decoded slice by slice; `future` gets the finals once it is used up.
+    `last` ends the stream: the finals then end with its last utterance."""
 
+    stream: Stream
     recognizer: StreamingRecognizer
     samples: np.ndarray
     last: bool
     future: asyncio.Future = field(repr=False)
+    finals: list[Transcript] = field(default_factory=list)
+    pending: int = 0  # bytes of `samples` counted in the stream's pending_bytes (kept by the event loop's thread)
+    settled: bool = False  # its caller has its answer (or went away): no more accounting
 
 
 class Batcher:
-    def __init__(self, model: AcousticModel, max_batch: int = 32, max_wait: float = 0.01, metrics=None):
+    def __init__(self, model: AcousticModel, max_batch: int = 32, max_wait: float = 0.01, max_streams: int = 128,
+                 max_streams_per_address: int = 0, slice_seconds: float = SLICE_SECONDS, metrics=None):
         self.model = model
         self.max_batch = max_batch
         self.max_wait = max_wait
+        self.max_streams = max_streams
+        self.max_streams_per_address = max_streams_per_address
+        self.slice_seconds = slice_seconds
         self.metrics = metrics
-        self.streams = 0  # open streams: once each of them has a job queued, waiting longer gains nothing
-        self._queue: asyncio.Queue[Job] = asyncio.Queue()
+        self.streams: set[Stream] = set()
+        self._per_address: Counter[str] = Counter()
+        self._line: deque[Job] = deque()  # jobs with audio still to decode, served round-robin
+        self._arrived = asyncio.Event()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="model-step")
         self._consumer: asyncio.Task | None = None
 
+    # --- streams ----------------------------------------------------------------------------------------------------
+    @property
+    def full(self) -> bool:
+        return len(self.streams) >= self.max_streams
+
+    def check_room(self, address: str) -> None:
+        """Raises StreamRefused if a stream from `address` would be refused now."""
+        if self.full:
+            raise StreamRefused("full", f"server is full ({self.max_streams} streams); try again later")
+        limit = self.max_streams_per_address
+        if limit and self._per_address[address] >= limit:
+            raise StreamRefused("address", f"{address} already has {limit} open streams, the most one client "
+                                "address may have; close one or try again later")
+
+    def open_stream(self, address: str) -> Stream:
+        """A new stream for a client at `address`, or StreamRefused."""
+        self.check_room(address)
+        stream = Stream(address)
+        self.streams.add(stream)
+        self._per_address[address] += 1
+        if self.metrics is not None:
+            self.metrics.active_streams.inc()
+            self.metrics.streams.inc()
+        return stream
+
+    def close_stream(self, stream: Stream) -> None:
+        if stream not in self.streams:
+            return
+        self.streams.discard(stream)
+        self._per_address[stream.address] -= 1
+        if self._per_address[stream.address] <= 0:
+            del self._per_address[stream.address]
+        if self.metrics is not None:
+            self.metrics.active_streams.dec()
+
+    def _release(self, stream: Stream, nbytes: int) -> None:
+        """`nbytes` of the stream's pending audio are decoded or dropped (negative: received)."""
+        stream.pending_bytes -= nbytes
+        if self.metrics is not None:
+            self.metrics.pending_audio_bytes.dec(nbytes)
+
+    @property
+    def pending_bytes(self) -> int:
+        return sum(stream.pending_bytes for stream in self.streams)
+
+    # --- lifecycle --------------------------------------------------------------------------------------------------
     def start(self) -> None:
         self._consumer = asyncio.get_running_loop().create_task(self._run(), name="batcher")
 
@@ -48,75 +133,81 @@ class Batcher:
         if self._consumer is not None:
             self._consumer.cancel()
             await asyncio.gather(self._consumer, return_exceptions=True)
+        for job in self._line:
+            if not job.future.done():
+                job.future.set_exception(RuntimeError("the server stopped"))
+        self._line.clear()
         self._executor.shutdown(wait=True)
 
-    async def submit(self, recognizer: StreamingRecognizer, samples: np.ndarray,
+    # --- audio ------------------------------------------------------------------------------------------------------
+    async def submit(self, stream: Stream, recognizer: StreamingRecognizer, samples: np.ndarray,
                      last: bool = False) -> list[Transcript]:
-        """Queue one stream's audio; returns the utterances it finalised (with the last one when `last`).
-        At most one job per stream may be in flight (the recognizer is not thread-safe)."""
-        future = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(Job(recognizer, samples, last, future))
-        return await future
+        """Decode one message's audio (at the stream's rate); returns the utterances it finalised (ending with the
+        stream's last utterance when `last`). One job per stream at a time (the recognizer is not thread-safe)."""
+        samples = np.asarray(samples, dtype=np.float32)
+        job = Job(stream, recognizer, samples, last, asyncio.get_running_loop().create_future(), pending=samples.nbytes)
+        self._release(stream, -job.pending)
+        self._line.append(job)
+        self._arrived.set()
+        try:
+            return await job.future
+        finally:  # done, failed, or the connection went away: what is left of its audio no longer counts
+            self._release(stream, job.pending)
+            job.pending, job.settled = 0, True
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            jobs = [await self._queue.get()]
+            while not self._line:
+                self._arrived.clear()
+                await self._arrived.wait()
+            # Wait a little for more streams to have audio, unless every open stream (up to max_batch) already has.
             deadline = loop.time() + self.max_wait
-            while len(jobs) < min(self.max_batch, max(self.streams, 1)):
-                if not self._queue.empty():
-                    jobs.append(self._queue.get_nowait())
-                    continue
-                remaining = deadline - loop.time()
-                if remaining <= 0:
+            while len(self._line) < min(self.max_batch, len(self.streams)) and loop.time() < deadline:
+                self._arrived.clear()
+                try:
+                    await asyncio.wait_for(self._arrived.wait(), deadline - loop.time())
+                except asyncio.TimeoutError:
                     break
-                job = await self._get(remaining)
-                if job is None:
-                    break
-                jobs.append(job)
-            jobs = [job for job in jobs if not job.future.done()]  # a connection that went away cancelled its own
-            if not jobs:
+            batch = [self._line.popleft() for _ in range(min(self.max_batch, len(self._line)))]
+            batch = [job for job in batch if not job.future.done()]  # a connection that went away
+            if not batch:
                 continue
             try:
-                results = await loop.run_in_executor(self._executor, self._step, jobs)
+                errors = await loop.run_in_executor(self._executor, self._step, batch)
             except Exception as error:  # the model step itself failed: every stream in it gets the error
-                log.exception("model step failed for a batch of %d streams", len(jobs))
-                results = [error] * len(jobs)
-            for job, result in zip(jobs, results):
-                if job.future.done():
+                log.exception("model step failed for a batch of %d streams", len(batch))
+                errors = [error] * len(batch)
+            for job, error in zip(batch, errors):
+                if job.settled or job.future.done():
                     continue
-                if isinstance(result, Exception):
-                    job.future.set_exception(result)
+                self._release(job.stream, job.pending - job.samples.nbytes)
+                job.pending = job.samples.nbytes
+                if error is not None:
+                    job.future.set_exception(error)
+                elif len(job.samples):
+                    self._line.append(job)  # more of this message: back of the line
                 else:
-                    job.future.set_result(result)
+                    job.future.set_result(job.finals)
 
-    async def _get(self, timeout: float) -> Job | None:
-        """The next job within `timeout` seconds, or None. Never loses a job that arrives as the time runs out."""
-        getter = asyncio.ensure_future(self._queue.get())
-        done, _ = await asyncio.wait({getter}, timeout=timeout)
-        if not done:
-            getter.cancel()
-        try:
-            return await getter
-        except asyncio.CancelledError:
-            if getattr(asyncio.current_task(), "cancelling", lambda: 0)():  # we are being stopped (Python >= 3.11)
-                raise
-            return None
-
-    def _step(self, jobs: list[Job]) -> list[list[Transcript] | Exception]:
-        """In the executor thread: feed each stream its audio, run one batched model step, finish eof streams."""
-        fed, results = [], {}
-        for job in jobs:
+    def _step(self, batch: list[Job]) -> list[Exception | None]:
+        """In the executor thread: feed each stream its next slice, run one batched model step."""
+        errors: list[Exception | None] = [None] * len(batch)
+        fed = []
+        for i, job in enumerate(batch):
+            size = max(1, int(self.slice_seconds * job.recognizer.sample_rate))
+            piece, job.samples = job.samples[:size], job.samples[size:]
             try:
-                job.recognizer.accept_audio(job.samples, last=job.last)
+                job.recognizer.accept_audio(piece, last=job.last and not len(job.samples))
                 fed.append(job)
             except Exception as error:  # bad audio of one stream never reaches the others' step
                 log.warning("stream audio rejected: %s: %s", type(error).__name__, error)
-                results[id(job)] = error
+                errors[i] = error
+                job.samples = job.samples[:0]
         start = time.perf_counter()
         finals = decode_streams(self.model, [job.recognizer for job in fed])
         if self.metrics is not None:
             self.metrics.observe_step(len(fed), time.perf_counter() - start)
-        for job, stream_finals in zip(fed, finals):  # a finished stream's finals end with its last utterance
-            results[id(job)] = stream_finals
-        return [results[id(job)] for job in jobs]
+        for job, stream_finals in zip(fed, finals):
+            job.finals += stream_finals
+        return errors

@@ -11,40 +11,11 @@ import logging
 import os
 import sys
 
-from server.app import ServerSettings
-
-
-def _positive(kind):
-    def convert(text):
-        value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{text} is not positive")
-        return value
-    convert.__name__ = kind.__name__  # argparse names the type in its messages
-    return convert
-
-
-def _non_negative(text):
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"{text} is negative")
-    return value
-
-
-def _port(text):
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port {value} is outside 0..65535")
-    return value
-
-
-_port.__name__ = "port"  # argparse: "invalid port value: 'abc'"
-_non_negative.__name__ = "float"
+from server.settings import add_arguments, from_args, positive
 
 
 def _option(parser, flag: str, env: str, default, kind=str, help: str = "", **kwargs) -> None:
-    """--flag with its default from $env. argparse converts string defaults with `kind`, so a bad $env value is
-    reported like a bad flag, only when this subcommand runs."""
+    """--flag with its default from $env (the client's options; the server's are in server.settings)."""
     shown = "unset" if default is None else default
     parser.add_argument(flag, default=os.environ.get(env, default), type=kind,
                         help=f"{help} (env {env}; default {shown})", **kwargs)
@@ -58,7 +29,7 @@ binary 16-bit mono PCM; each message gets {"partial": ...} or a final {"text": .
 
 examples:
   asr serve                                   # ws://127.0.0.1:2700, shipped "stream" model
-  asr serve --host 0.0.0.0 --port 2700 --max-streams 200
+  asr serve --host 0.0.0.0 --port 2700 --max-streams 100 --max-streams-per-address 4
   ASR_TOKEN=s3cret asr serve --tls-cert cert.pem --tls-key key.pem
   asr serve --model runs/stream/best.pt --max-batch 64 --max-wait-ms 20
 """
@@ -81,31 +52,7 @@ def register_serve(subparsers) -> argparse.ArgumentParser:
         "serve", help="run the streaming websocket server (Vosk protocol)", epilog=SERVE_EPILOG,
         description="Serve streaming speech recognition over websockets, with a browser page at GET /.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    d = ServerSettings()
-    _option(parser, "--host", "ASR_HOST", d.host, help="interface to bind (0.0.0.0 for all)")
-    _option(parser, "--port", "ASR_PORT", d.port, _port, help="TCP port (0 picks a free one)")
-    _option(parser, "--model", "ASR_MODEL", d.model, help="shipped model name (stream) or checkpoint path")
-    _option(parser, "--max-batch", "ASR_MAX_BATCH", d.max_batch, _positive(int), help="streams in one model step")
-    _option(parser, "--max-wait-ms", "ASR_MAX_WAIT_MS", d.max_wait_ms, _non_negative,
-            help="how long a step waits for more streams to batch")
-    _option(parser, "--max-streams", "ASR_MAX_STREAMS", d.max_streams, _positive(int),
-            help="concurrent streams; more are refused with HTTP 503")
-    _option(parser, "--max-message-bytes", "ASR_MAX_MESSAGE_BYTES", d.max_message_bytes, _positive(int),
-            help="largest websocket message (bigger: error and close 1009)")
-    _option(parser, "--idle-timeout", "ASR_IDLE_TIMEOUT", d.idle_timeout, _positive(float),
-            help="seconds without a message before a stream is closed")
-    _option(parser, "--max-stream-seconds", "ASR_MAX_STREAM_SECONDS", d.max_stream_seconds, _positive(float),
-            help="audio seconds one stream may send")
-    _option(parser, "--endpoint-silence", "ASR_ENDPOINT_SILENCE", d.endpoint_silence, _positive(float),
-            help="seconds of silence after speech that end an utterance")
-    _option(parser, "--blank-threshold", "ASR_BLANK_THRESHOLD", d.blank_threshold, float,
-            help="CTC blank posterior above which a frame counts as silence")
-    _option(parser, "--max-utterance", "ASR_MAX_UTTERANCE", d.max_utterance, _positive(float),
-            help="seconds after which an utterance is final anyway")
-    _option(parser, "--token", "ASR_TOKEN", None,
-            help="shared secret clients must send (Authorization: Bearer T or ?token=T)")
-    _option(parser, "--tls-cert", "ASR_TLS_CERT", None, help="PEM certificate: serve wss:// and https://")
-    _option(parser, "--tls-key", "ASR_TLS_KEY", None, help="PEM private key for --tls-cert")
+    add_arguments(parser)  # every server setting: server/settings.py
     _option(parser, "--log-level", "ASR_LOG_LEVEL", "INFO", str.upper, help="logging level")
     parser.set_defaults(func=run_serve)
     return parser
@@ -118,16 +65,8 @@ def run_serve(args) -> int:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # no-op under `asr`, which set it
     logging.getLogger().setLevel(args.log_level)
     logging.getLogger("websockets").setLevel(logging.WARNING)  # it logs every connection; we log streams
-    if bool(args.tls_cert) != bool(args.tls_key):
-        print("asr serve: --tls-cert and --tls-key go together", file=sys.stderr)
-        return 2
     try:
-        settings = ServerSettings(
-            host=args.host, port=args.port, model=args.model, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
-            max_streams=args.max_streams, max_message_bytes=args.max_message_bytes, idle_timeout=args.idle_timeout,
-            max_stream_seconds=args.max_stream_seconds, endpoint_silence=args.endpoint_silence,
-            blank_threshold=args.blank_threshold, max_utterance=args.max_utterance, token=args.token or None,
-            tls_cert=args.tls_cert or None, tls_key=args.tls_key or None)
+        settings = from_args(args)
         asyncio.run(run_server(settings))
     except (CheckpointError, ValueError, OSError) as error:  # missing model, bad setting, port in use, bad cert
         print(f"asr serve: {error}", file=sys.stderr)
@@ -143,11 +82,11 @@ def register_stream(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("file", nargs="?", help="audio file (WAV/FLAC/OGG/MP3...; sent as 16 kHz PCM16)")
     parser.add_argument("--mic", action="store_true", help="stream the default microphone instead of a file")
     _option(parser, "--url", "ASR_URL", "ws://127.0.0.1:2700", help="server address")
-    _option(parser, "--chunk-ms", "ASR_CHUNK_MS", 200, _positive(float), help="audio per message")
+    _option(parser, "--chunk-ms", "ASR_CHUNK_MS", 200, positive(float), help="audio per message")
     parser.add_argument("--realtime", action="store_true", help="pace a file by the clock, like a live source")
     parser.add_argument("--json", action="store_true", help="print the server's raw JSON replies")
     _option(parser, "--token", "ASR_TOKEN", None, help="shared secret, if the server wants one")
-    parser.add_argument("--seconds", type=_positive(float), help="with --mic: stop after this much audio")
+    parser.add_argument("--seconds", type=positive(float), help="with --mic: stop after this much audio")
     parser.add_argument("--device", help="with --mic: input device name or index (default: the system's)")
     parser.set_defaults(func=run_stream)
     return parser

@@ -26,6 +26,11 @@ class Metrics:
                                      ["code"], registry=r)
         self.audio_seconds = Counter("asr_audio_seconds", "Seconds of audio received", registry=r)
         self.chunks = Counter("asr_chunks", "Binary audio messages received", registry=r)
+        self.pending_audio_bytes = Gauge("asr_pending_audio_bytes", "Audio received and not yet decoded, all "
+                                         "streams (float32 bytes; each stream holds at most one message)",
+                                         registry=r)
+        self.refused = Counter("asr_streams_refused", "Streams refused at the handshake, by reason", ["reason"],
+                               registry=r)
         self.batch_size = Histogram("asr_batch_size", "Streams in one model step", buckets=BATCH_BUCKETS, registry=r)
         self.step_seconds = Histogram("asr_model_step_seconds", "Wall time of one batched model step",
                                       buckets=LATENCY_BUCKETS, registry=r)

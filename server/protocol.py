@@ -13,7 +13,7 @@ import json
 import math
 from dataclasses import dataclass
 
-from asr.audio import check_sample_rate
+from asr.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from asr.decoding import Transcript
 
 UNSUPPORTED_DATA = 1003
@@ -21,6 +21,7 @@ INVALID_PAYLOAD = 1007
 POLICY_VIOLATION = 1008
 MESSAGE_TOO_BIG = 1009
 TRY_AGAIN_LATER = 1013
+MAX_ALTERNATIVES = 100
 
 
 class ProtocolError(Exception):
@@ -67,7 +68,7 @@ def parse_text_message(text: str) -> StreamConfig | Eof | Reset:
     for key, command in (("eof", Eof), ("reset", Reset)):
         if key in message:
             if message[key] != 1:  # 1 or true, as Vosk clients send
-                raise ProtocolError(INVALID_PAYLOAD, f'"{key}" must be 1, got {message[key]!r}')
+                raise ProtocolError(INVALID_PAYLOAD, f'"{key}" must be 1, got {_show(message[key])}')
             return command()
     raise ProtocolError(UNSUPPORTED_DATA, f"unknown message with keys {sorted(message)[:5]}; "
                         'send {"config": {...}}, {"eof": 1}, {"reset": 1} or binary PCM16 audio')
@@ -77,27 +78,37 @@ def parse_config(config) -> StreamConfig:
     """The value of a `config` message -> StreamConfig. Unknown keys are ignored."""
     if not isinstance(config, dict):
         raise ProtocolError(INVALID_PAYLOAD, f'"config" must be a JSON object, not {type(config).__name__}')
+    # Types and ranges are checked before any arithmetic: JSON numbers can be any size (a 400-digit integer, 1e400).
     sample_rate = config.get("sample_rate", 16000)
-    if (isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float)) or not math.isfinite(sample_rate)
-            or sample_rate != int(sample_rate)):
-        raise ProtocolError(INVALID_PAYLOAD, f"sample_rate {sample_rate!r} is not a whole number of Hz")
-    try:
-        sample_rate = check_sample_rate(sample_rate)
-    except ValueError as error:
-        raise ProtocolError(UNSUPPORTED_DATA, str(error)) from None
+    if (isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float))
+            or isinstance(sample_rate, float) and not (math.isfinite(sample_rate) and sample_rate.is_integer())):
+        raise ProtocolError(INVALID_PAYLOAD, f"sample_rate {_show(sample_rate)} is not a whole number of Hz")
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:  # exact for ints of any size
+        raise ProtocolError(UNSUPPORTED_DATA, f"sample_rate {_show(sample_rate)} is outside "
+                            f"{MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE}")
+    sample_rate = int(sample_rate)
     words = config.get("words", True)
     if words not in (True, False):  # also 0 and 1
-        raise ProtocolError(INVALID_PAYLOAD, f"words must be true/false or 1/0, got {words!r}")
+        raise ProtocolError(INVALID_PAYLOAD, f"words must be true/false or 1/0, got {_show(words)}")
     alternatives = config.get("max_alternatives", 0)
-    if isinstance(alternatives, bool) or not isinstance(alternatives, int) or alternatives < 0:
-        raise ProtocolError(INVALID_PAYLOAD, f"max_alternatives must be an integer >= 0, got {alternatives!r}")
+    if isinstance(alternatives, bool) or not isinstance(alternatives, int) or not 0 <= alternatives <= MAX_ALTERNATIVES:
+        raise ProtocolError(INVALID_PAYLOAD, f"max_alternatives must be an integer within 0..{MAX_ALTERNATIVES}, "
+                            f"got {_show(alternatives)}")
     phrase_list = config.get("phrase_list", [])
     if not isinstance(phrase_list, list) or not all(isinstance(p, str) for p in phrase_list):
         raise ProtocolError(INVALID_PAYLOAD, "phrase_list must be a list of strings")
     model = config.get("model")
     if model is not None and not isinstance(model, str):
-        raise ProtocolError(POLICY_VIOLATION, f"model must be a model name, got {model!r}")
+        raise ProtocolError(POLICY_VIOLATION, f"model must be a model name, got {_show(model)}")
     return StreamConfig(sample_rate, bool(words), alternatives, tuple(phrase_list), model)
+
+
+def _show(value, limit: int = 40) -> str:
+    """A client's value for an error message, cut short (a number may have thousands of digits)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10 ** limit:
+        return f"(an integer of {len(str(abs(value)))} digits)"  # str() of a huge int is fine below 4300 digits
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # --- replies --------------------------------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """One stream's state between messages: its config, its StreamingRecognizer, the odd byte carried from one binary
-message to the next, and its limits. No I/O: the app feeds it and sends what it returns."""
+message to the next, and its limits (audio and wall-clock length, how long the next message may take). No I/O: the
+app feeds it, tells it how long it waited for the client, and sends what it returns."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
 
 import numpy as np
 
@@ -12,19 +13,17 @@ from asr.decoding import Transcript
 from asr.model import AcousticModel
 from asr.recognizer import Endpointing, StreamingRecognizer
 from server.protocol import (
+    MESSAGE_TOO_BIG,
     POLICY_VIOLATION,
+    UNSUPPORTED_DATA,
     ProtocolError,
     StreamConfig,
     final_reply,
     partial_reply,
 )
+from server.settings import StreamLimits
 
 log = logging.getLogger("server")
-
-
-@dataclass(frozen=True)
-class StreamLimits:
-    max_stream_seconds: float = 3600.0  # of audio received
 
 
 class Session:
@@ -41,6 +40,8 @@ class Session:
         self._recognizer: StreamingRecognizer | None = None  # made when audio starts, at the configured rate
         self._odd_byte = b""
         self.audio_seconds = 0.0  # received, at the client's rate
+        self.opened = time.monotonic()
+        self.waited = 0.0  # seconds spent waiting for the client's messages (not for the server's replies)
         self.final_chars = 0  # length of all final texts so far, for the end-of-stream log line
 
     @property
@@ -53,9 +54,49 @@ class Session:
             self._recognizer = StreamingRecognizer(self.model, self.config.sample_rate, self.endpointing)
         return self._recognizer
 
+    # --- limits -----------------------------------------------------------------------------------------------------
+    def check_size(self, message: str | bytes) -> None:
+        """Text and binary messages alike may be at most max_message_bytes long (text counted in UTF-8 bytes)."""
+        size = len(message) if isinstance(message, bytes) else len(message.encode("utf-8", "replace"))
+        limit = self.limits.max_message_bytes
+        if size > limit:
+            kind = "binary" if isinstance(message, bytes) else "text"
+            raise ProtocolError(MESSAGE_TOO_BIG, f"{kind} message of {size} bytes is over the limit of {limit}; "
+                                "send smaller messages")
+
+    def next_message_deadline(self, now: float | None = None) -> tuple[float, str]:
+        """How many seconds the next message may take to arrive, and which limit ends the stream if it does not:
+        "idle" (no message at all), "duration" (the stream's wall-clock limit) or "realtime" (the client has sent
+        less than `min_realtime` seconds of audio per second it kept the server waiting, beyond the grace)."""
+        limits, now = self.limits, time.monotonic() if now is None else now
+        limits_left = [(limits.idle_timeout, "idle"),
+                       (self.opened + limits.max_stream_seconds - now, "duration")]
+        if limits.min_realtime > 0:
+            limits_left.append(((self.audio_seconds + limits.realtime_grace) / limits.min_realtime - self.waited,
+                                "realtime"))
+        seconds, which = min(limits_left)
+        return max(0.0, seconds), which
+
+    def timed_out(self, which: str, now: float | None = None) -> ProtocolError:
+        """The error that closes a stream whose next message did not come in time (see next_message_deadline)."""
+        limits, now = self.limits, time.monotonic() if now is None else now
+        if which == "idle":
+            message = f"no message for {limits.idle_timeout:g} s; closing idle stream"
+        elif which == "duration":
+            message = (f"stream has been open for {now - self.opened:.0f} s, the server's limit is "
+                       f"{limits.max_stream_seconds:g} s; open a new stream")
+        else:
+            message = (f"stream sent {self.audio_seconds:.1f} s of audio in {self.waited:.0f} s; send audio at "
+                       f"least at {limits.min_realtime:g}x real time (silence too while nobody speaks), or open "
+                       "the stream when the audio starts")
+        return ProtocolError(POLICY_VIOLATION, message)
+
     def configure(self, config: StreamConfig) -> None:
         if self.audio_started:
             raise ProtocolError(POLICY_VIOLATION, "config must come before any audio, eof or reset")
+        if not self.limits.min_sample_rate <= config.sample_rate <= self.limits.max_sample_rate:
+            raise ProtocolError(UNSUPPORTED_DATA, f"sample_rate {config.sample_rate} is outside this server's "
+                                f"{self.limits.min_sample_rate}..{self.limits.max_sample_rate}")
         if config.model is not None and config.model != self.model_name:
             raise ProtocolError(POLICY_VIOLATION, f"model {config.model!r} is not served here "
                                 f"(this server runs {self.model_name!r}); leave model out or ask for that one")

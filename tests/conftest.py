@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 
 from asr.audio import SAMPLE_RATE, load_audio
-from tests.helpers import SENTENCES, espeak  # noqa: F401  (tests import helpers from tests.helpers)
+from tests.helpers import SENTENCES, espeak
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +40,8 @@ def long_speech(speech_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def server(stream_model):
     """A real server on a free loopback port, running the shipped stream model."""
-    from server.app import ServerSettings, ServerThread
+    from server.app import ServerThread
+    from server.settings import ServerSettings
 
     with ServerThread(ServerSettings(port=0), stream_model, "stream") as running:
         yield running

@@ -15,7 +15,7 @@ from websockets.sync.client import connect
 
 from asr.audio import float_to_pcm16
 from asr.decoding import Transcript, Word
-from server.app import ServerSettings, ServerThread
+from server.app import ServerThread
 from server.protocol import (
     Eof,
     ProtocolError,
@@ -24,7 +24,8 @@ from server.protocol import (
     final_reply,
     parse_text_message,
 )
-from server.session import Session, StreamLimits
+from server.session import Session
+from server.settings import ServerSettings, StreamLimits
 
 
 # --- messages -------------------------------------------------------------------------------------------------------
@@ -96,7 +97,8 @@ def test_session_limits_stream_length(stream_model):
 
 
 # --- errors on a real server ----------------------------------------------------------------------------------------
-LIMITS = ServerSettings(port=0, max_streams=3, max_message_bytes=64000, idle_timeout=1.0, max_stream_seconds=30.0)
+LIMITS = ServerSettings(port=0, max_streams=3, limits=StreamLimits(max_message_bytes=64000, idle_timeout=1.0,
+                                                                   max_stream_seconds=30.0))
 
 
 @pytest.fixture(scope="module")
