@@ -3,11 +3,14 @@
     python -m server.bench --streams 8 --seconds 30            # starts its own `asr serve` on a free port
     python -m server.bench --find-max --seconds 20             # raise N until p95 latency exceeds 250 ms
     python -m server.bench --url ws://127.0.0.1:2700 --streams 4 --model stream   # a server already running
+    python -m server.bench --streams 20 --seconds 15 --fast-sender     # beside one client sending 1 MiB messages
 
 Each stream sends its audio as PCM16 in `--chunk-ms` chunks paced by the wall clock (starts staggered over one
 chunk), reading replies as they come; a chunk's latency is the time from its send to its reply. At the end each
 stream's finals, joined, must equal `StreamingRecognizer` on the whole audio (what `asr transcribe --model stream`
-gives). Traffic goes only to 127.0.0.1 unless --url says otherwise; the number of streams and runs is bounded.
+gives). With --fast-sender one more client sends --fast-sender-bytes messages of audio back to back (reading its
+replies as they come) for as long as the measured streams run: it must slow only itself. Traffic goes only to
+127.0.0.1 unless --url says otherwise; the number of streams and runs is bounded.
 """
 from __future__ import annotations
 
@@ -107,12 +110,38 @@ async def run_stream(url: str, pcm: bytes, chunk_ms: float, start_at: float, res
         result.error = f"{type(error).__name__}: {error}"
 
 
-async def run_load(url: str, pcms: list[bytes], streams: int, chunk_ms: float) -> list[StreamResult]:
+async def fast_sender(url: str, pcm: bytes, message_bytes: int, stop: asyncio.Event, sent: list[int]) -> None:
+    """One client sending `message_bytes` of audio per message back to back until `stop`; counts messages sent."""
+    message = (pcm * (message_bytes // len(pcm) + 1))[:message_bytes]
+    async with connect(url, max_size=None, open_timeout=30, close_timeout=1) as ws:
+        async def read():
+            async for _ in ws:
+                pass
+
+        reader = asyncio.create_task(read())
+        while not stop.is_set():
+            await ws.send(message)
+            sent[0] += 1
+        reader.cancel()
+
+
+async def run_load(url: str, pcms: list[bytes], streams: int, chunk_ms: float,
+                   fast_bytes: int = 0) -> list[StreamResult]:
     loop = asyncio.get_running_loop()
-    start = loop.time() + 0.5
+    stop, sent = asyncio.Event(), [0]
+    fast = asyncio.create_task(fast_sender(url, pcms[0], fast_bytes, stop, sent)) if fast_bytes else None
+    start = loop.time() + (2.0 if fast else 0.5)  # the fast sender is under way before the measured streams start
     results = [StreamResult() for _ in range(streams)]
     await asyncio.gather(*(run_stream(url, pcms[i % len(pcms)], chunk_ms, start + chunk_ms / 1000 * i / streams,
                                       results[i]) for i in range(streams)))
+    if fast:
+        stop.set()
+        try:
+            await asyncio.wait_for(fast, 30)
+        except Exception as error:  # its stream may be closed under it; that is its own business
+            print(f"  fast sender: {type(error).__name__}: {error}", file=sys.stderr)
+        print(f"  fast sender: {sent[0]} messages of {fast_bytes} bytes "
+              f"({sent[0] * fast_bytes / 2 / SAMPLE_RATE:.0f} s of audio)", file=sys.stderr)
     return results
 
 
@@ -135,7 +164,8 @@ def mean_batch(port: int | None) -> float | None:
     return round((total - last_total) / (count - last_count), 2) if count > last_count else None
 
 
-def report(streams: int, results: list[StreamResult], expected: list[str], port: int | None) -> dict:
+def report(streams: int, results: list[StreamResult], expected: list[str], port: int | None,
+           server: LocalServer | None = None) -> dict:
     latencies = np.array([x for r in results for x in r.latencies]) * 1000
     errors = [r.error for r in results if r.error]
     matches = sum(r.text == expected[i % len(expected)] for i, r in enumerate(results) if not r.error)
@@ -145,6 +175,8 @@ def report(streams: int, results: list[StreamResult], expected: list[str], port:
         for q in (50, 95, 99):
             summary[f"p{q}_ms"] = round(float(np.percentile(latencies, q)), 1)
         summary["max_ms"] = round(float(latencies.max()), 1)
+    if server is not None:
+        summary["server_rss_mb"], summary["server_peak_rss_mb"] = server.rss_mb()
     print(json.dumps(summary), flush=True)
     for error in errors[:3]:
         print(f"  stream error: {error}", file=sys.stderr)
@@ -178,6 +210,15 @@ class LocalServer:
             if " WARNING " in line or " ERROR " in line:
                 sys.stderr.write("  server: " + line)
 
+    def rss_mb(self) -> tuple[float | None, float | None]:
+        """The server process's resident memory now and at its peak (Linux /proc), in MB."""
+        try:
+            status = Path(f"/proc/{self.process.pid}/status").read_text()
+        except OSError:
+            return None, None
+        values = [re.search(rf"^{key}:\s+(\d+) kB", status, re.M) for key in ("VmRSS", "VmHWM")]
+        return tuple(round(int(v.group(1)) / 1024, 1) if v else None for v in values)
+
     def stop(self):
         self.process.terminate()
         try:
@@ -199,11 +240,18 @@ def main(argv=None) -> int:
     parser.add_argument("--p95-limit-ms", type=float, default=250.0)
     parser.add_argument("--max-n", type=int, default=256, help=f"most streams --find-max tries (<= {MAX_STREAMS})")
     parser.add_argument("--server-arg", action="append", default=[], help="extra `asr serve` option (repeatable)")
+    parser.add_argument("--fast-sender", action="store_true",
+                        help="one more client sends large audio messages back to back beside the measured streams")
+    parser.add_argument("--fast-sender-bytes", type=int, default=2**20,
+                        help="bytes of PCM16 per fast-sender message (default 1 MiB, 33 s of audio)")
     args = parser.parse_args(argv)
     if not 1 <= args.streams <= MAX_STREAMS or not 1 <= args.max_n <= MAX_STREAMS:
         parser.error(f"stream counts must be within 1..{MAX_STREAMS}")
     if not 0 < args.seconds <= 600:
         parser.error("--seconds must be within (0, 600]")
+    if not 2 <= args.fast_sender_bytes <= 2**24:
+        parser.error("--fast-sender-bytes must be within 2..16777216")
+    fast_bytes = args.fast_sender_bytes if args.fast_sender else 0
 
     model = load_model(args.model)
     audio = bench_audio(args.audio)
@@ -213,18 +261,18 @@ def main(argv=None) -> int:
     del model
 
     most = args.max_n if args.find_max else args.streams
-    server = None if args.url else LocalServer(args.model, most + 8, args.server_arg)
+    server = None if args.url else LocalServer(args.model, most + 9, args.server_arg)
     url = args.url or f"ws://127.0.0.1:{server.port}"
     port = server.port if server else None
     try:
         if not args.find_max:
-            summary = report(args.streams, asyncio.run(run_load(url, pcms, args.streams, args.chunk_ms)), expected,
-                             port)
+            results = asyncio.run(run_load(url, pcms, args.streams, args.chunk_ms, fast_bytes))
+            summary = report(args.streams, results, expected, port, server)
             return 0 if summary["errors"] == 0 and summary["finals_match"] == f"{args.streams}/{args.streams}" else 1
         good, bad, n, runs = 0, None, 1, 0
         while runs < MAX_RUNS:
             runs += 1
-            summary = report(n, asyncio.run(run_load(url, pcms, n, args.chunk_ms)), expected, port)
+            summary = report(n, asyncio.run(run_load(url, pcms, n, args.chunk_ms, fast_bytes)), expected, port, server)
             ok = summary["errors"] == 0 and summary.get("p95_ms", 1e9) <= args.p95_limit_ms
             good, bad = (max(good, n), bad) if ok else (good, n if bad is None else min(bad, n))
             if bad is None:
