@@ -152,8 +152,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for flag, setting, kind, help in OPTIONS:
         default, env = _default(setting), env_name(flag)
         shown = "unset" if default is None else default
-        parser.add_argument(flag, dest=_dest(setting), default=os.environ.get(env, default), type=kind,
-                            help=f"{help} (env {env}; default {shown})")
+        parser.add_argument(flag, dest=_dest(setting), metavar=env[len("ASR_"):], type=kind,
+                            default=os.environ.get(env, default), help=f"{help} (env {env}; default {shown})")
 
 
 def from_args(args: argparse.Namespace) -> ServerSettings:
