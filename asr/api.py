@@ -1,7 +1,7 @@
 """The Python API, in the shape whisper users know:
 
     import asr
-    model = asr.load_model("stream")                 # or "offline", or a checkpoint path
+    model = asr.load_model("stream")                 # or "offline", or a checkpoint path; lm=None for greedy
     result = model.transcribe("talk.mp3")            # Transcript: .text, .words (word, start, end, conf)
     print(result.text, result.words[0].start)
 
@@ -12,6 +12,8 @@
         print("partial:", stream.partial)
     last = stream.finish()                           # the utterances still open at the end of the audio
 
+Words come from a beam search over the shipped English LM by default (`asr.lm_decoding.Decoding`);
+`load_model(name, lm=None)` decodes greedily, `lm="path/to/lm_dir"` uses your own (`asr lm build`).
 `asr transcribe` runs `Model.transcribe`; the server runs the same `StreamingRecognizer` that `Model.stream` returns.
 """
 from __future__ import annotations
@@ -24,6 +26,8 @@ import numpy as np
 from asr.audio import SAMPLE_RATE
 from asr.checkpoint import DEFAULT_MODEL, load_model as load_acoustic_model
 from asr.decoding import Transcript
+from asr.lm import load_language_model
+from asr.lm_decoding import BeamSearchOptions, Decoding
 from asr.model import AcousticModel
 from asr.recognizer import Endpointing, StreamingRecognizer
 from asr.transcribe import transcribe_audio, transcribe_file
@@ -32,9 +36,10 @@ from asr.transcribe import transcribe_audio, transcribe_file
 class Model:
     """A loaded recognizer: the acoustic model and how to decode it."""
 
-    def __init__(self, acoustic: AcousticModel, name: str = ""):
+    def __init__(self, acoustic: AcousticModel, name: str = "", decoding: Decoding = Decoding()):
         self.acoustic = acoustic
         self.name = name
+        self.decoding = decoding
 
     @property
     def streaming(self) -> bool:
@@ -47,18 +52,24 @@ class Model:
         """A file (any format, rate and channel count; read in bounded memory) or mono float32 samples (samples,)
         at `sample_rate`. Raises asr.audio.AudioError naming a file that cannot be read."""
         if isinstance(audio, (str, os.PathLike)):
-            return transcribe_file(self.acoustic, audio, endpointing, progress=progress)
+            return transcribe_file(self.acoustic, audio, endpointing, progress, self.decoding)
         samples = np.asarray(audio, dtype=np.float32)
         if samples.ndim != 1:
             raise ValueError(f"audio samples must be one channel, shape (samples,), not {samples.shape}")
-        return transcribe_audio(self.acoustic, samples, sample_rate, endpointing)
+        return transcribe_audio(self.acoustic, samples, sample_rate, endpointing, self.decoding)
 
-    def stream(self, sample_rate: int = SAMPLE_RATE, endpointing: Endpointing = Endpointing()) -> StreamingRecognizer:
-        """A recognizer for one live stream at `sample_rate` (unidirectional models only)."""
-        return StreamingRecognizer(self.acoustic, sample_rate, endpointing)
+    def stream(self, sample_rate: int = SAMPLE_RATE, endpointing: Endpointing = Endpointing(),
+               phrases: list[str] | None = None, max_alternatives: int = 0) -> StreamingRecognizer:
+        """A recognizer for one live stream at `sample_rate` (unidirectional models only); `phrases` restricts
+        it to those phrases, `max_alternatives` adds n-best lists to its finals."""
+        return StreamingRecognizer(self.acoustic, sample_rate, endpointing, self.decoding, phrases, max_alternatives)
 
 
-def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str = "cpu") -> Model:
-    """A shipped model by name ("stream", "offline") or a checkpoint path, ready to transcribe.
-    Raises asr.checkpoint.CheckpointError for a missing or damaged checkpoint."""
-    return Model(load_acoustic_model(name_or_path, device), str(name_or_path))
+def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str = "cpu", lm: str | None = "default",
+               options: BeamSearchOptions = BeamSearchOptions()) -> Model:
+    """A shipped model by name ("stream", "offline") or a checkpoint path, ready to transcribe, decoding with the
+    LM directory `lm` ("default": the shipped English LM; None: greedy). Raises asr.checkpoint.CheckpointError
+    for a missing or damaged checkpoint, asr.lm.LanguageModelError for a missing or damaged LM."""
+    if lm is not None:
+        load_language_model(lm)  # fail here, naming the LM, rather than at the first transcription
+    return Model(load_acoustic_model(name_or_path, device), str(name_or_path), Decoding(lm, options))

@@ -12,6 +12,8 @@ TRANSCRIBE_EXAMPLES = """examples:
   asr transcribe samples/hello.wav
   asr transcribe talk.mp3 interview.flac --model offline --format srt --output-dir subs/
   asr transcribe *.wav --format json > transcripts.jsonl
+  asr transcribe call.wav --lm none                 # greedy CTC, no language model
+  asr transcribe call.wav --lm data/my_lm --lm-weight 1.0
 """
 
 PLOT_EXAMPLES = """examples:
@@ -23,16 +25,17 @@ PLOT_EXAMPLES = """examples:
 def run_transcribe(args) -> int:
     from tqdm import tqdm
 
-    from asr.api import load_model
+    from asr.api import Model
     from asr.audio import AudioError
-    from asr.checkpoint import CheckpointError
+    from asr.checkpoint import CheckpointError, load_model
     from asr.formats import SUFFIXES, render
+    from asr.lm_cli import decoding_from_args
     from asr.recognizer import Endpointing
     from asr.transcribe import audio_duration
 
     try:
-        model = load_model(args.model)
-    except CheckpointError as error:
+        model = Model(load_model(args.model), args.model, decoding_from_args(args))
+    except (CheckpointError, ValueError) as error:  # a missing or damaged model or LM, bad search settings
         print(f"asr transcribe: {error}", file=sys.stderr)
         return 2
     torch_threads(args.threads)
@@ -100,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     from asr import __version__
     from asr.checkpoint import DEFAULT_MODEL
     from asr.formats import FORMATS
+    from asr.lm_cli import add_decoding_arguments
 
     parser = argparse.ArgumentParser(prog="asr", description="Streaming speech recognition with an LSTM-CTC model: "
                                      "transcribe files, serve a Vosk-compatible websocket, train your own models.")
@@ -119,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
                             help="stream model: seconds of silence that end an utterance (default 0.8)")
     transcribe.add_argument("--threads", type=int, help="torch CPU threads")
     transcribe.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_decoding_arguments(transcribe)
     transcribe.set_defaults(func=run_transcribe)
 
     plot = subparsers.add_parser("plot", help="draw log-mel, CTC posteriors and LSTM gates of one utterance",

@@ -26,14 +26,33 @@ class Word:
 class Transcript:
     text: str
     words: list[Word] = field(default_factory=list)
+    alternatives: list["Alternative"] = field(default_factory=list)  # n best, when asked for; [0] is this one
 
     def to_dict(self) -> dict:
         return {"text": self.text, "words": [w.to_dict() for w in self.words]}
 
     @staticmethod
     def join(parts: list["Transcript"]) -> "Transcript":
-        """Concatenate consecutive utterances into one transcript."""
-        return Transcript(" ".join(p.text for p in parts if p.text), [w for p in parts for w in p.words])
+        """Concatenate consecutive utterances into one transcript. Alternatives are per utterance: a join of
+        several keeps only the best path (one alternative, the product of their confidences)."""
+        parts = [p for p in parts if p.text] or parts[:1]
+        if len(parts) == 1:
+            return parts[0]
+        joined = Transcript(" ".join(p.text for p in parts), [w for p in parts for w in p.words])
+        if any(p.alternatives for p in parts):
+            confidence = math.prod(p.alternatives[0].confidence if p.alternatives else 1.0 for p in parts)
+            joined.alternatives = [Alternative(joined.text, joined.words, confidence=confidence)]
+        return joined
+
+
+@dataclass
+class Alternative(Transcript):
+    """One of the n best hypotheses; `confidence` is its share of the probability of the final beam (0..1)."""
+
+    confidence: float = 0.0
+
+    def to_dict(self) -> dict:  # Vosk's "alternatives" entries
+        return {"confidence": round(self.confidence, 4), **super().to_dict()}
 
 
 @dataclass
@@ -87,6 +106,11 @@ class GreedyCTCDecoder:
             else:
                 current.append(char)
         return Transcript(" ".join(w.word for w in words), words)
+
+    def nbest(self, n: int) -> list[Alternative]:
+        """Greedy decoding has one hypothesis: it, with confidence 1."""
+        best = self.result()
+        return [Alternative(best.text, best.words, confidence=1.0)][:n]
 
     def clear(self) -> None:
         """Forget the hypothesis (after an endpoint); the frame count and repeat context go on."""

@@ -67,3 +67,41 @@ def register_lm(subparsers) -> None:
     info.add_argument("lm", nargs="?", default="default", help="default or an LM directory")
     info.add_argument("--oov", nargs="+", default=[], metavar="FILE", help="sentence files to measure OOV rate on")
     info.set_defaults(func=run_lm_info)
+
+
+# --- decoding flags, shared by `asr transcribe` and `asr eval` (the server reads the same through server.settings) ---
+def lm_argument(text: str) -> str | None:
+    """--lm: an LM directory, "default" (the shipped English LM), or "none" for greedy decoding."""
+    return None if text.strip().lower() in ("none", "") else text
+
+
+lm_argument.__name__ = "LM"  # argparse names the type in its messages
+
+
+def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
+    from asr.lm_decoding import BeamSearchOptions
+
+    defaults = BeamSearchOptions()
+    group = parser.add_argument_group("decoding")
+    group.add_argument("--lm", type=lm_argument, default="default", metavar="DIR|none",
+                       help="word LM directory for the beam search (default: the shipped English LM); none: "
+                       "greedy CTC decoding")
+    group.add_argument("--beam-size", type=int, default=defaults.beam_size,
+                       help=f"hypotheses kept per frame (default {defaults.beam_size})")
+    group.add_argument("--lm-weight", type=float, default=defaults.lm_weight,
+                       help=f"weight of the LM's log10 word probabilities, 0: lexicon only (default "
+                       f"{defaults.lm_weight:g})")
+    group.add_argument("--word-score", type=float, default=defaults.word_score,
+                       help=f"bonus per word (default {defaults.word_score:g})")
+
+
+def decoding_from_args(args):
+    """The `asr.lm_decoding.Decoding` the flags of `add_decoding_arguments` ask for. Raises LanguageModelError
+    (a ValueError) for a missing or damaged LM directory, ValueError for bad search settings."""
+    from asr.lm import load_language_model
+    from asr.lm_decoding import BeamSearchOptions, Decoding
+
+    options = BeamSearchOptions(beam_size=args.beam_size, lm_weight=args.lm_weight, word_score=args.word_score)
+    if args.lm is not None:
+        load_language_model(args.lm)
+    return Decoding(args.lm, options)

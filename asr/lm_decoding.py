@@ -38,7 +38,7 @@ from flashlight.lib.text.decoder import (LM, CriterionType, LexiconDecoder, Lexi
                                         SmearingMode, Trie, ZeroLM)
 from flashlight.lib.text.dictionary import Dictionary
 
-from asr.decoding import SPACE, Transcript, Word
+from asr.decoding import SPACE, Alternative, GreedyCTCDecoder, Transcript, Word
 from asr.lm import LanguageModel, load_language_model
 from asr.tokenizer import BLANK, VOCAB, normalize_text
 
@@ -74,16 +74,6 @@ class BeamSearchOptions:
 
 # A phrase list's search graph is tiny: a wider beam keeps whole-phrase paths alive until the end, cheaply.
 PHRASE_OPTIONS = BeamSearchOptions(beam_size=64, beam_threshold=50.0)
-
-
-@dataclass
-class Alternative(Transcript):
-    """One of the n best hypotheses; `confidence` is its share of the probability of the final beam (0..1)."""
-
-    confidence: float = 0.0
-
-    def to_dict(self) -> dict:  # Vosk's "alternatives" entries
-        return {"confidence": round(self.confidence, 4), **super().to_dict()}
 
 
 # --- search graphs: a trie over words and the LM scoring them, shared between streams ---------------------------------
@@ -375,6 +365,33 @@ class BeamSearchDecoder:
                 scored[""] = (0.0, [])
             top = max(score for score, _ in scored.values())
             total = sum(math.exp(score - top) for score, _ in scored.values())
-            self._final = sorted((Alternative(text, words, math.exp(score - top) / total)
+            self._final = sorted((Alternative(text, words, confidence=math.exp(score - top) / total)
                                   for text, (score, words) in scored.items()), key=lambda a: -a.confidence)
         return self._final
+
+
+# --- the choice of decoder, as the recognizer, `asr transcribe`, `asr eval` and the server take it -----------------
+@dataclass(frozen=True)
+class Decoding:
+    """How CTC outputs become words: beam search over the lexicon and LM in directory `lm` ("default" is the
+    shipped English LM), or greedy CTC when `lm` is None. A phrase list always gets beam search over the phrases."""
+
+    lm: str | None = "default"
+    options: BeamSearchOptions = BeamSearchOptions()
+
+    def decoder(self, frame_shift: float, phrases: Sequence[str] | None = None):
+        """A new decoder for one stream or file: GreedyCTCDecoder or BeamSearchDecoder (same interface)."""
+        if phrases:
+            return BeamSearchDecoder(frame_shift, phrases=phrases)
+        if self.lm is None:
+            return GreedyCTCDecoder(frame_shift)
+        return BeamSearchDecoder(frame_shift, self.lm, self.options)
+
+    def describe(self) -> str:
+        if self.lm is None:
+            return "greedy"
+        o = self.options
+        return f"beam {o.beam_size}, LM {self.lm} (weight {o.lm_weight:g}, word score {o.word_score:g})"
+
+
+GREEDY = Decoding(lm=None)

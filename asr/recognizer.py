@@ -2,7 +2,8 @@
 a file and a stream of the same audio give the same text.
 
 A stream carries, from one chunk to the next: the resampler's filter state, the samples not yet framed, the feature
-frames not yet stacked, every LSTM layer's `(h, c)`, and the greedy decoder's hypothesis. Many streams share one
+frames not yet stacked, every LSTM layer's `(h, c)` and running feature mean, and the decoder's hypothesis (greedy,
+or beam search over words with an LM or a phrase list: `asr.lm_decoding.Decoding`). Many streams share one
 model step through `decode_streams` (their states are stacked on the batch dimension and split back afterwards).
 A stream ends in one place: `accept_audio(..., last=True)` marks the recognizer finished, and the next
 `decode_streams` decodes what is left and returns its last utterance with the others.
@@ -16,8 +17,9 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 
 from asr.audio import SAMPLE_RATE, StreamResampler
-from asr.decoding import SPACE, GreedyCTCDecoder, Transcript
+from asr.decoding import SPACE, Transcript
 from asr.features import N_MELS, StreamingFeatures
+from asr.lm_decoding import GREEDY, Decoding
 from asr.model import AcousticModel, stack_states, unstack_states
 from asr.tokenizer import BLANK
 
@@ -39,9 +41,14 @@ class Endpointing:
 
 
 class StreamingRecognizer:
-    """Recognizes one stream of audio with a unidirectional model. Not thread-safe: one caller at a time."""
+    """Recognizes one stream of audio with a unidirectional model. Not thread-safe: one caller at a time.
 
-    def __init__(self, model: AcousticModel, sample_rate: int = SAMPLE_RATE, endpointing: Endpointing = Endpointing()):
+    decoding: greedy (the default here) or beam search with an LM; phrases: restrict the output to sequences of
+    these phrases (a grammar, as Vosk's phrase_list); max_alternatives: finals carry that many n-best alternatives.
+    """
+
+    def __init__(self, model: AcousticModel, sample_rate: int = SAMPLE_RATE, endpointing: Endpointing = Endpointing(),
+                 decoding: Decoding = GREEDY, phrases: list[str] | None = None, max_alternatives: int = 0):
         if not model.streaming:
             raise ValueError("streaming recognition needs a unidirectional model (e.g. --model stream)")
         self.model = model
@@ -54,7 +61,8 @@ class StreamingRecognizer:
         self._features = StreamingFeatures()
         self._frames = torch.zeros(0, N_MELS)  # feature frames not yet stacked into a model step
         self.state = model.init_state(1)
-        self.decoder = GreedyCTCDecoder(self.frame_shift)
+        self.decoder = decoding.decoder(self.frame_shift, phrases)
+        self.max_alternatives = max_alternatives
         self._silence_frames = 0
         self._utterance_frames = 0
         self._heard_speech = False
@@ -110,7 +118,11 @@ class StreamingRecognizer:
 
     def finish_utterance(self) -> Transcript:
         """End the current utterance (endpoint, reset or end of stream) and return it; the acoustic state goes on."""
-        result = self.decoder.result()
+        if self.max_alternatives:
+            alternatives = self.decoder.nbest(self.max_alternatives)
+            result = Transcript(alternatives[0].text, alternatives[0].words, alternatives)
+        else:
+            result = self.decoder.result()
         self.decoder.clear()
         self._silence_frames = self._utterance_frames = 0
         self._heard_speech = False

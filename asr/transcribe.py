@@ -14,8 +14,9 @@ import soundfile as sf
 import torch
 
 from asr.audio import SAMPLE_RATE, AudioError, StreamResampler, load_audio, resample
-from asr.decoding import GreedyCTCDecoder, Transcript
+from asr.decoding import Transcript
 from asr.features import FRAME_RATE, N_MELS, StreamingFeatures
+from asr.lm_decoding import GREEDY, Decoding
 from asr.model import AcousticModel
 from asr.recognizer import Endpointing, StreamingRecognizer
 
@@ -52,10 +53,11 @@ def audio_blocks(path: str | os.PathLike, block_seconds: float = BLOCK_SECONDS) 
 
 
 def transcribe_stream(model: AcousticModel, blocks: Iterator[np.ndarray], endpointing: Endpointing = Endpointing(),
-                      progress: Callable[[float], None] | None = None, sample_rate: int = SAMPLE_RATE) -> Transcript:
+                      progress: Callable[[float], None] | None = None, sample_rate: int = SAMPLE_RATE,
+                      decoding: Decoding = GREEDY) -> Transcript:
     """Unidirectional model: the streaming recognizer over the blocks (at `sample_rate`), state carried; utterances
     joined. The recognizer closes the last utterance itself once told that no more audio comes."""
-    recognizer = StreamingRecognizer(model, sample_rate, endpointing)
+    recognizer = StreamingRecognizer(model, sample_rate, endpointing, decoding)
     utterances = []
     for block in blocks:
         utterances += recognizer.accept_waveform(block)
@@ -67,13 +69,14 @@ def transcribe_stream(model: AcousticModel, blocks: Iterator[np.ndarray], endpoi
 
 @torch.inference_mode()
 def transcribe_windows(model: AcousticModel, blocks: Iterator[np.ndarray],
-                       progress: Callable[[float], None] | None = None) -> Transcript:
-    """Bidirectional model over overlapping windows; memory stays bounded by the window size."""
+                       progress: Callable[[float], None] | None = None, decoding: Decoding = GREEDY) -> Transcript:
+    """Bidirectional model over overlapping windows; memory stays bounded by the window size (and the beam
+    search's by its pruning)."""
     stack = model.dims.stack
     window = int(WINDOW_SECONDS * FRAME_RATE) // stack * stack
     context = int(CONTEXT_SECONDS * FRAME_RATE) // stack * stack
     extract = StreamingFeatures()
-    decoder = GreedyCTCDecoder(model.dims.frame_shift)
+    decoder = decoding.decoder(model.dims.frame_shift)
     buffer, buffer_start, next_out = torch.zeros(0, N_MELS), 0, 0  # frames; absolute index of buffer[0]; next kept frame
 
     def run(hi: int) -> None:
@@ -100,25 +103,25 @@ def transcribe_windows(model: AcousticModel, blocks: Iterator[np.ndarray],
 
 
 def transcribe_file(model: AcousticModel, path: str | os.PathLike, endpointing: Endpointing = Endpointing(),
-                    progress: Callable[[float], None] | None = None) -> Transcript:
+                    progress: Callable[[float], None] | None = None, decoding: Decoding = GREEDY) -> Transcript:
     """Transcribe one file with either kind of model. Raises AudioError naming the file if it cannot be read."""
     blocks = audio_blocks(path)
     if model.streaming:
-        return transcribe_stream(model, blocks, endpointing, progress)
-    return transcribe_windows(model, blocks, progress)
+        return transcribe_stream(model, blocks, endpointing, progress, decoding=decoding)
+    return transcribe_windows(model, blocks, progress, decoding)
 
 
 def transcribe_audio(model: AcousticModel, audio: np.ndarray, sample_rate: int = SAMPLE_RATE,
-                     endpointing: Endpointing = Endpointing()) -> Transcript:
+                     endpointing: Endpointing = Endpointing(), decoding: Decoding = GREEDY) -> Transcript:
     """Transcribe a mono float32 signal (samples,) at `sample_rate` held in memory: whole audio -> recognizer ->
     transcript. A unidirectional model runs the very `StreamingRecognizer` the server runs (resampling as it
     streams), so this is the transcript a server stream of the same audio ends with, however it was chunked."""
     audio = np.asarray(audio, dtype=np.float32)
     if model.streaming:
-        return transcribe_stream(model, iter([audio]), endpointing, sample_rate=sample_rate)
+        return transcribe_stream(model, iter([audio]), endpointing, sample_rate=sample_rate, decoding=decoding)
     if sample_rate != SAMPLE_RATE:
         audio = resample(audio, sample_rate)
-    return transcribe_windows(model, iter([audio]))
+    return transcribe_windows(model, iter([audio]), decoding=decoding)
 
 
 def audio_duration(path: str | os.PathLike) -> float | None:

@@ -28,6 +28,7 @@ from websockets.http11 import Request, Response
 
 from asr.audio import SAMPLE_RATE
 from asr.checkpoint import MODEL_NAMES, load_model
+from asr.lm import load_language_model
 from asr.model import AcousticModel
 from asr.recognizer import StreamingRecognizer
 from server.batcher import Batcher, Stream, StreamRefused
@@ -64,6 +65,8 @@ class RecognitionServer:
                  model_name: str | None = None):
         self.settings = settings
         self.model = model if model is not None else load_model(settings.model)
+        if settings.lm is not None:
+            load_language_model(settings.lm)  # a missing or damaged LM stops the server before it listens
         self.model_name = model_name or model_name_of(settings.model)
         self.metrics = Metrics()
         self.batcher = Batcher(self.model, settings.max_batch, settings.max_wait_ms / 1000, settings.max_streams,
@@ -108,7 +111,8 @@ class RecognitionServer:
 
     def _warm_up(self) -> None:
         """One throwaway step, so that the first client does not wait for lazy imports and first-call setup."""
-        recognizer = StreamingRecognizer(self.model, endpointing=self.settings.endpointing)
+        recognizer = StreamingRecognizer(self.model, endpointing=self.settings.endpointing,
+                                         decoding=self.settings.decoding)
         recognizer.accept_waveform(np.zeros(SAMPLE_RATE // 2, dtype=np.float32), last=True)
 
     def _ssl_context(self) -> ssl.SSLContext | None:
@@ -170,7 +174,8 @@ class RecognitionServer:
         except StreamRefused as refused:  # raced past process_request
             self.metrics.refused.labels(refused.reason).inc()
             return await self._refuse(ws, TRY_AGAIN_LATER, str(refused))
-        session = Session(self.model, self.model_name, self.settings.endpointing, self.settings.limits, peer)
+        session = Session(self.model, self.model_name, self.settings.endpointing, self.settings.limits, peer,
+                          self.settings.decoding)
         self._handlers.add(asyncio.current_task())
         started, close = time.monotonic(), 1000
         log.info("stream start %s path=%s streams=%d", peer, ws.request.path.partition("?")[0],

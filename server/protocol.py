@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 
 from asr.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
-from asr.decoding import Transcript
+from asr.decoding import Alternative, Transcript
 
 UNSUPPORTED_DATA = 1003
 INVALID_PAYLOAD = 1007
@@ -120,13 +120,14 @@ def final_reply(transcript: Transcript, config: StreamConfig) -> dict:
     """A final result: `{"text", "result"}`, or without `result` when words are off, or Vosk's n-best shape."""
     result = [word.to_dict() for word in transcript.words]
     if config.max_alternatives > 0:
-        # The decoder is greedy CTC, so the n-best list holds the single greedy hypothesis. Its confidence is the
-        # sum of the words' log-confidences (each word's conf is the geometric mean of its characters' posteriors).
-        confidence = sum(math.log(max(word.conf, 1e-10)) for word in transcript.words)
-        alternative = {"text": transcript.text, "confidence": round(confidence, 3)}
-        if config.words:
-            alternative["result"] = result
-        return {"alternatives": [alternative]}
+        # The beam's n best, each with its share of the final beam's probability (greedy decoding: one, 1.0).
+        alternatives = []
+        for alt in transcript.alternatives or [Alternative(transcript.text, transcript.words, confidence=1.0)]:
+            entry = {"text": alt.text, "confidence": round(alt.confidence, 4)}
+            if config.words:
+                entry["result"] = [word.to_dict() for word in alt.words]
+            alternatives.append(entry)
+        return {"alternatives": alternatives[: config.max_alternatives]}
     reply = {"text": transcript.text}
     if config.words:
         reply["result"] = result

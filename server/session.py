@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 
 import numpy as np
 
 from asr.audio import pcm16_to_float
 from asr.decoding import Transcript
+from asr.lm_decoding import GREEDY, Decoding, check_phrases
 from asr.model import AcousticModel
 from asr.recognizer import Endpointing, StreamingRecognizer
 from server.protocol import (
+    INVALID_PAYLOAD,
     MESSAGE_TOO_BIG,
     POLICY_VIOLATION,
     UNSUPPORTED_DATA,
@@ -30,8 +33,9 @@ class Session:
     """The server side of one websocket stream."""
 
     def __init__(self, model: AcousticModel, model_name: str, endpointing: Endpointing = Endpointing(),
-                 limits: StreamLimits = StreamLimits(), peer: str = "?"):
+                 limits: StreamLimits = StreamLimits(), peer: str = "?", decoding: Decoding = GREEDY):
         self.model = model
+        self.decoding = decoding
         self.model_name = model_name
         self.endpointing = endpointing
         self.limits = limits
@@ -51,7 +55,9 @@ class Session:
     @property
     def recognizer(self) -> StreamingRecognizer:
         if self._recognizer is None:
-            self._recognizer = StreamingRecognizer(self.model, self.config.sample_rate, self.endpointing)
+            config = self.config
+            self._recognizer = StreamingRecognizer(self.model, config.sample_rate, self.endpointing, self.decoding,
+                                                   list(config.phrase_list) or None, config.max_alternatives)
         return self._recognizer
 
     # --- limits -----------------------------------------------------------------------------------------------------
@@ -101,8 +107,10 @@ class Session:
             raise ProtocolError(POLICY_VIOLATION, f"model {config.model!r} is not served here "
                                 f"(this server runs {self.model_name!r}); leave model out or ask for that one")
         if config.phrase_list:
-            log.info("%s: phrase_list of %d phrases ignored (the greedy decoder has no biasing)",
-                     self.peer, len(config.phrase_list))
+            try:  # the limits (phrases, words and characters per phrase) are asr.lm_decoding's
+                config = replace(config, phrase_list=check_phrases(config.phrase_list))
+            except ValueError as error:
+                raise ProtocolError(INVALID_PAYLOAD, f"phrase_list: {error}") from None
         self.config = config
 
     def pcm_to_samples(self, data: bytes) -> np.ndarray:

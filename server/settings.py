@@ -1,4 +1,5 @@
-"""Every server setting in one place: `ServerSettings` nests the recognizer's `Endpointing` and the `StreamLimits`,
+"""Every server setting in one place: `ServerSettings` nests the recognizer's `Endpointing`, the beam search's
+`BeamSearchOptions` and the `StreamLimits`,
 and `add_arguments` / `from_args` read them from flags and the environment (`--idle-timeout` or `ASR_IDLE_TIMEOUT`;
 a flag wins). Defaults are written once, in the dataclasses (the endpointing ones in `asr.recognizer.Endpointing`).
 
@@ -12,6 +13,8 @@ import os
 from dataclasses import dataclass, field, replace
 
 from asr.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+from asr.lm_cli import lm_argument
+from asr.lm_decoding import BeamSearchOptions, Decoding
 from asr.recognizer import Endpointing
 
 # Measured, not guessed: on the project's 2-core CPU the shipped `stream` model served 176 concurrent real-time
@@ -55,8 +58,14 @@ class ServerSettings:
     token: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
+    lm: str | None = "default"  # LM directory for the beam search ("default": the shipped one); None: greedy
     endpointing: Endpointing = field(default_factory=Endpointing)
+    search: BeamSearchOptions = field(default_factory=BeamSearchOptions)
     limits: StreamLimits = field(default_factory=StreamLimits)
+
+    @property
+    def decoding(self) -> Decoding:
+        return Decoding(self.lm, self.search)
 
     def __post_init__(self):
         if not 0 <= self.port <= 65535:
@@ -126,6 +135,10 @@ OPTIONS = [
     ("--blank-threshold", "endpointing.blank_threshold", float,
      "CTC blank posterior above which a frame counts as silence"),
     ("--max-utterance", "endpointing.max_utterance", positive(float), "seconds after which an utterance is final anyway"),
+    ("--lm", "lm", lm_argument, "word LM directory for beam search (default: the shipped English LM); none: greedy decoding"),
+    ("--beam-size", "search.beam_size", positive(int), "hypotheses the beam search keeps per frame"),
+    ("--lm-weight", "search.lm_weight", non_negative(float), "weight of the LM's log10 word probabilities"),
+    ("--word-score", "search.word_score", float, "beam search bonus per word"),
     ("--token", "token", str, "shared secret clients must send (Authorization: Bearer T or ?token=T)"),
     ("--tls-cert", "tls_cert", str, "PEM certificate: serve wss:// and https://"),
     ("--tls-key", "tls_key", str, "PEM private key for --tls-cert"),
@@ -158,7 +171,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def from_args(args: argparse.Namespace) -> ServerSettings:
     """The settings `add_arguments` parsed. Raises ValueError for values that do not fit together."""
-    top, nested = {}, {"endpointing": {}, "limits": {}}
+    top, nested = {}, {"endpointing": {}, "limits": {}, "search": {}}
     for _, setting, _, _ in OPTIONS:
         value = getattr(args, _dest(setting))
         if setting in ("token", "tls_cert", "tls_key"):
@@ -167,5 +180,6 @@ def from_args(args: argparse.Namespace) -> ServerSettings:
         (nested[group] if group else top)[name] = value
     defaults = ServerSettings()
     return ServerSettings(**top, endpointing=replace(defaults.endpointing, **nested["endpointing"]),
+                          search=replace(defaults.search, **nested["search"]),
                           limits=replace(defaults.limits, **nested["limits"]))
 

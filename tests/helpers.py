@@ -10,8 +10,10 @@ import pytest
 import soundfile as sf
 
 from asr.audio import SAMPLE_RATE, load_audio, pcm16_to_float
+from asr.lm_decoding import Decoding
 from asr.recognizer import Endpointing
 from asr.transcribe import transcribe_audio
+from server.settings import ServerSettings
 
 SENTENCES = {
     "hello": "hello world this is a test",
@@ -32,6 +34,7 @@ def espeak(text: str, path: Path, voice: str = "en-us", speed: int = 150) -> Pat
 
 
 def stream_transcript(model, pcm: bytes, sample_rate: int = SAMPLE_RATE,
-                      endpointing: Endpointing = Endpointing()) -> str:
-    """What `asr transcribe --model stream` gives for a whole PCM16 recording at `sample_rate`."""
-    return transcribe_audio(model, pcm16_to_float(pcm), sample_rate, endpointing).text
+                      endpointing: Endpointing = Endpointing(), decoding: Decoding = ServerSettings().decoding) -> str:
+    """What `asr transcribe --model stream` (and a server with the same settings: by default, beam search with the
+    shipped LM) gives for a whole PCM16 recording at `sample_rate`."""
+    return transcribe_audio(model, pcm16_to_float(pcm), sample_rate, endpointing, decoding).text

@@ -10,14 +10,19 @@ import jiwer
 import pytest
 import torch
 
-from asr.audio import load_audio
+from websockets.sync.client import connect
+
+from asr.audio import float_to_pcm16, load_audio
 from asr.cli import main
-from asr.decoding import ctc_greedy
+from asr.decoding import Transcript, ctc_greedy
 from asr.features import log_mel
 from asr.lm import SentenceFilter, build_language_model, load_language_model
-from asr.lm_decoding import (MAX_PHRASE_CHARS, MAX_PHRASE_WORDS, MAX_PHRASES, BeamSearchDecoder, BeamSearchOptions)
+from asr.lm_decoding import (GREEDY, MAX_PHRASE_CHARS, MAX_PHRASE_WORDS, MAX_PHRASES, BeamSearchDecoder,
+                             BeamSearchOptions, Decoding)
+from asr.recognizer import StreamingRecognizer
+from asr.transcribe import transcribe_audio
 from asr.tokenizer import VOCAB
-from tests.conftest import SENTENCES, espeak
+from tests.helpers import SENTENCES, espeak
 
 TEXT = """Hello world, this is a test.
 The weather is nice today and the sun is shining.
@@ -249,3 +254,65 @@ def test_phrase_list_limits():
         BeamSearchDecoder(0.03, phrases=["123", "!"])
     with pytest.raises(ValueError, match="not one string"):
         BeamSearchDecoder(0.03, phrases="yes no")
+
+
+# --- the recognizer, `asr transcribe` and the server, decoding with the LM ------------------------------------------
+def test_streamed_lm_finals_equal_offline_transcription_for_any_chunking(stream_model, long_speech):
+    audio = load_audio(long_speech)
+    expected = transcribe_audio(stream_model, audio, decoding=Decoding())
+    assert len(expected.text.split()) >= 20
+    assert expected.text != transcribe_audio(stream_model, audio, decoding=GREEDY).text  # the LM changes words
+    rng = random.Random(3)
+    for _ in range(2):
+        recognizer = StreamingRecognizer(stream_model, decoding=Decoding())
+        finals, start = [], 0
+        while start < len(audio):
+            size = rng.randint(100, 12000)
+            finals += recognizer.accept_waveform(audio[start : start + size])
+            recognizer.partial  # partials in between change nothing
+            start += size
+        finals += recognizer.finish()
+        assert len(finals) >= 3  # endpoints between the sentences
+        assert Transcript.join(finals).text == expected.text
+
+
+def test_recognizer_gives_nbest_lists_with_its_finals(stream_model, speech_wav):
+    recognizer = StreamingRecognizer(stream_model, decoding=Decoding(), max_alternatives=3)
+    [final] = recognizer.accept_waveform(load_audio(speech_wav), last=True)
+    assert 1 < len(final.alternatives) <= 3 and final.alternatives[0].text == final.text
+    assert [a.confidence for a in final.alternatives] == sorted((a.confidence for a in final.alternatives),
+                                                                reverse=True)
+
+
+def test_cli_transcribes_with_and_without_the_lm(speech_wav, capsys):
+    assert main(["transcribe", str(speech_wav), "-q"]) == 0
+    with_lm = capsys.readouterr().out.strip()
+    assert main(["transcribe", str(speech_wav), "-q", "--lm", "none"]) == 0
+    greedy = capsys.readouterr().out.strip()
+    reference = SENTENCES["hello"].upper()
+    assert jiwer.wer(reference, with_lm) <= jiwer.wer(reference, greedy)
+    assert set(with_lm.split()) <= set(load_language_model("default").words)
+    assert main(["transcribe", str(speech_wav), "-q", "--lm", "/nowhere/lm"]) == 2
+    error = capsys.readouterr().err
+    assert "/nowhere/lm" in error and "Traceback" not in error
+
+
+def test_server_phrase_list_and_alternatives(server, speech_dir):
+    """A real server decodes with the shipped LM by default; a phrase_list restricts a stream to its phrases,
+    max_alternatives gives n-best lists (a phrase list over the limits: tests/test_server_protocol.py)."""
+    pcm = float_to_pcm16(load_audio(speech_dir / "hello.wav"))
+
+    def final(config: dict) -> dict:
+        with connect(server.url) as ws:
+            ws.send(json.dumps({"config": config}))
+            for start in range(0, len(pcm), 8000):
+                ws.send(pcm[start : start + 8000])
+                ws.recv()
+            ws.send('{"eof": 1}')
+            return json.loads(ws.recv())
+
+    assert final({"phrase_list": PHRASES})["text"] == "HELLO WORLD THIS IS A TEST"
+    assert re.fullmatch(r"((YES|NO|CALL MOM)( |$))*", final({"phrase_list": ["yes", "no", "call mom"]})["text"])
+    nbest = final({"max_alternatives": 4})["alternatives"]
+    assert 1 < len(nbest) <= 4 and all(set(a) == {"text", "confidence", "result"} for a in nbest)
+    assert [a["confidence"] for a in nbest] == sorted((a["confidence"] for a in nbest), reverse=True)

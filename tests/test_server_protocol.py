@@ -3,7 +3,6 @@ cause on a real server, each with its reply and close code."""
 from __future__ import annotations
 
 import json
-import logging
 import urllib.error
 import urllib.request
 from contextlib import ExitStack
@@ -14,7 +13,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from asr.audio import float_to_pcm16
-from asr.decoding import Transcript, Word
+from asr.decoding import Alternative, Transcript, Word
+from asr.lm_decoding import MAX_PHRASES
 from server.app import ServerThread
 from server.protocol import (
     Eof,
@@ -59,10 +59,19 @@ def test_final_reply_shapes():
         {"word": "WORLD", "start": 0.9, "end": 1.3, "conf": 0.5}]}
     assert final_reply(transcript, StreamConfig(words=False)) == {"text": "HELLO WORLD"}
     nbest = final_reply(transcript, StreamConfig(max_alternatives=3))
-    [alternative] = nbest["alternatives"]  # greedy decoding: one alternative
-    assert alternative["text"] == "HELLO WORLD" and len(alternative["result"]) == 2
-    assert alternative["confidence"] == pytest.approx(np.log(0.97) + np.log(0.5), abs=1e-3)
+    [alternative] = nbest["alternatives"]  # a greedy transcript: one alternative, all of the probability
+    assert alternative == {"text": "HELLO WORLD", "confidence": 1.0, "result": nbest_words(transcript)}
     assert "result" not in final_reply(transcript, StreamConfig(words=False, max_alternatives=1))["alternatives"][0]
+    transcript.alternatives = [Alternative("HELLO WORLD", transcript.words, confidence=0.7),
+                               Alternative("HELLO WORD", transcript.words[:1], confidence=0.2),
+                               Alternative("YELLOW WORLD", [], confidence=0.1)]
+    shown = final_reply(transcript, StreamConfig(max_alternatives=2))["alternatives"]
+    assert [(a["text"], a["confidence"], len(a["result"])) for a in shown] == [("HELLO WORLD", 0.7, 2),
+                                                                                 ("HELLO WORD", 0.2, 1)]
+
+
+def nbest_words(transcript):
+    return [word.to_dict() for word in transcript.words]
 
 
 # --- one stream, no I/O ---------------------------------------------------------------------------------------------
@@ -73,11 +82,14 @@ def test_session_carries_an_odd_byte_to_the_next_message(stream_model):
     assert np.array_equal(np.concatenate(parts), np.frombuffer(pcm, "<i2") / 32768.0)
 
 
-def test_session_refuses_config_after_audio_and_other_models(stream_model, caplog):
+def test_session_checks_config_and_refuses_it_after_audio(stream_model):
     session = Session(stream_model, "stream")
-    with caplog.at_level(logging.INFO, logger="server"):
-        session.configure(StreamConfig(sample_rate=8000, phrase_list=("hello world",), model="stream"))
-    assert "phrase_list" in caplog.text  # accepted, ignored, logged
+    session.configure(StreamConfig(sample_rate=8000, phrase_list=("Hello, world!", "yes"), model="stream"))
+    assert session.config.phrase_list == ("HELLO WORLD", "YES")  # normalised as the decoder sees them
+    for phrases in (("yes",) * (MAX_PHRASES + 1), ("123 !",)):
+        with pytest.raises(ProtocolError) as caught:
+            Session(stream_model, "stream").configure(StreamConfig(phrase_list=phrases))
+        assert caught.value.code == 1007 and caught.value.message.startswith("phrase_list: ")
     with pytest.raises(ProtocolError) as caught:
         session.configure(StreamConfig(model="offline"))
     assert caught.value.code == 1008
@@ -121,6 +133,7 @@ def error_and_close(ws) -> tuple[str, int]:
     (['{"config": {"model": "/etc/passwd"}}'], 1008, "not served"),
     ([b"\0\0" * 100, '{"config": {"sample_rate": 8000}}'], 1008, "before any audio"),
     (['{"command": "transcribe"}'], 1003, "unknown message"),
+    ([json.dumps({"config": {"phrase_list": ["yes"] * (MAX_PHRASES + 1)}})], 1007, "phrase_list: 1001 phrases"),
 ])
 def test_client_errors_get_an_error_reply_then_the_close_code(server, messages, code, says):
     with connect(server.url) as ws:

@@ -32,9 +32,10 @@ EVAL_EXAMPLES = """examples:
 def _user_errors() -> tuple[type[Exception], ...]:
     """What a user's data or files can cause: reported as one line, never a traceback."""
     from asr.checkpoint import CheckpointError
+    from asr.lm import LanguageModelError
     from training.librispeech import CorpusError
 
-    return CorpusError, CheckpointError
+    return CorpusError, CheckpointError, LanguageModelError
 
 
 def run_train(args) -> int:
@@ -62,11 +63,13 @@ def register_train(subparsers) -> None:
 
 def run_eval(args) -> int:
     from asr.checkpoint import load_model
+    from asr.lm_cli import decoding_from_args
     from training.evaluate import evaluate_files
     from training.librispeech import load_manifests
 
     try:
         model = load_model(args.model)
+        decoding = decoding_from_args(args)
         utterances = load_manifests(args.data)
     except _user_errors() as error:
         print(f"asr eval: {error}", file=sys.stderr)
@@ -75,17 +78,19 @@ def run_eval(args) -> int:
         utterances = utterances[: args.max_utterances]
     jsonl = open(args.jsonl, "w", encoding="utf-8") if args.jsonl else None
     try:
-        scores = evaluate_files(model, utterances, jsonl=jsonl)
+        scores = evaluate_files(model, utterances, jsonl=jsonl, decoding=decoding)
     finally:
         if jsonl:
             jsonl.close()
-    print(json.dumps({"model": str(args.model), "data": args.data, "wer": round(scores["wer"], 4),
+    print(json.dumps({"model": str(args.model), "data": args.data, "decoding": decoding.describe(), "wer": round(scores["wer"], 4),
                       "cer": round(scores["cer"], 4), "utterances": scores["utterances"], "words": scores["words"],
                       "failed": scores["failed"]}))
     return 1 if scores["failed"] else 0
 
 
 def register_eval(subparsers) -> None:
+    from asr.lm_cli import add_decoding_arguments
+
     parser = subparsers.add_parser("eval", help="WER and CER of a model over LibriSpeech-format directories",
                                    description="Transcribe every utterance of LibriSpeech-format directories as "
                                    "`asr transcribe` would and report corpus WER and CER as JSON.",
@@ -94,6 +99,7 @@ def register_eval(subparsers) -> None:
     parser.add_argument("--model", default="stream", help="stream, offline or a checkpoint path (default stream)")
     parser.add_argument("--jsonl", metavar="FILE", help="write per-utterance results as JSON lines")
     parser.add_argument("--max-utterances", type=int, help="score only the first N utterances")
+    add_decoding_arguments(parser)
     parser.set_defaults(func=run_eval)
 
 

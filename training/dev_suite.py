@@ -1,10 +1,12 @@
 """Word error rates on every part of a dev suite, for each model and for pocketsphinx on the same files.
 
-    python -m training.dev_suite --suite data/real --models stream offline --pocketsphinx
+    python -m training.dev_suite --suite data/real --models stream offline --pocketsphinx   # greedy and with the LM
+    python -m training.dev_suite --suite data/real --models stream --lm none                # greedy only
     python -m training.dev_suite --suite data/real --extra data/corpus/test --models runs/stream/best.pt --json out.json
 
 Parts are the LibriSpeech-format directories SUITE/dev/* and SUITE/test/* (see training.real_speech) plus any --extra
-directory. Every model transcribes every file the way `asr transcribe` does (training.evaluate.evaluate_files).
+directory. Every model transcribes every file the way `asr transcribe` does (training.evaluate.evaluate_files),
+once with greedy decoding and once with the beam search over the LM (its default settings unless given).
 pocketsphinx (`pip install pocketsphinx`: its wheel ships an en-us model) is the reference to beat; its transcripts
 are cached per part (they never change), so it costs its time once.
 """
@@ -18,6 +20,8 @@ import sys
 from pathlib import Path
 
 from asr.audio import AudioError, load_audio
+from asr.lm_cli import add_decoding_arguments, decoding_from_args
+from asr.lm_decoding import GREEDY, Decoding
 from training.evaluate import error_rates, evaluate_files
 from training.librispeech import CACHE_DIR, Utterance, load_manifest
 
@@ -65,7 +69,8 @@ def pocketsphinx_transcripts(utterances: list[Utterance]) -> dict[str, str]:
     return hypotheses
 
 
-def evaluate_suite(parts: dict[str, Path], models: list[str], pocketsphinx: bool) -> list[dict]:
+def evaluate_suite(parts: dict[str, Path], models: list[str], pocketsphinx: bool,
+                   decodings: list[Decoding] = (GREEDY, Decoding())) -> list[dict]:
     from asr.checkpoint import load_model
 
     loaded = {name: load_model(name) for name in models}
@@ -80,9 +85,12 @@ def evaluate_suite(parts: dict[str, Path], models: list[str], pocketsphinx: bool
             rows.append({"part": part, "model": "pocketsphinx", "hours": round(hours, 3), **scores})
             log.info("%s pocketsphinx WER %.1f%%", part, 100 * scores["wer"])
         for name, model in loaded.items():
-            scores = evaluate_files(model, utterances, progress=False)
-            rows.append({"part": part, "model": name, "hours": round(hours, 3), **scores})
-            log.info("%s %s WER %.1f%%", part, name, 100 * scores["wer"])
+            for decoding in decodings:
+                label = name if decoding.lm is None else f"{name} + LM"
+                scores = evaluate_files(model, utterances, progress=False, decoding=decoding)
+                rows.append({"part": part, "model": label, "decoding": decoding.describe(), "hours": round(hours, 3),
+                             **scores})
+                log.info("%s %s WER %.1f%%", part, label, 100 * scores["wer"])
     return rows
 
 
@@ -107,9 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="*", default=["stream", "offline"], help="shipped names or checkpoints")
     parser.add_argument("--pocketsphinx", action="store_true", help="score pocketsphinx's en-us model as well")
     parser.add_argument("--json", type=Path, help="write the rows as JSON here")
+    add_decoding_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    rows = evaluate_suite(suite_parts(args.suite, args.extra), args.models, args.pocketsphinx)
+    decoding = decoding_from_args(args)
+    decodings = [GREEDY] if decoding.lm is None else [GREEDY, decoding]
+    rows = evaluate_suite(suite_parts(args.suite, args.extra), args.models, args.pocketsphinx, decodings)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     print(markdown_table(rows))

@@ -11,6 +11,7 @@ import torch
 
 from asr.audio import AudioError
 from asr.decoding import ctc_greedy
+from asr.lm_decoding import GREEDY, Decoding
 from asr.model import AcousticModel
 from asr.tokenizer import normalize_text
 from asr.transcribe import transcribe_file
@@ -51,7 +52,8 @@ def evaluate_dataset(model: AcousticModel, dataset: UtteranceDataset, batch_seco
     return error_rates(references, hypotheses)
 
 
-def evaluate_files(model: AcousticModel, utterances: list[Utterance], jsonl=None, progress: bool = True) -> dict:
+def evaluate_files(model: AcousticModel, utterances: list[Utterance], jsonl=None, progress: bool = True,
+                   decoding: Decoding = GREEDY) -> dict:
     """Transcribe each utterance file as `asr transcribe` would and score it. Unreadable files are reported and
     counted, not fatal. With `jsonl` (a text stream), one JSON object per utterance is written to it."""
     from tqdm import tqdm
@@ -59,7 +61,7 @@ def evaluate_files(model: AcousticModel, utterances: list[Utterance], jsonl=None
     references, hypotheses, failed = [], [], 0
     for utt in tqdm(utterances, desc="eval", unit="utt", disable=not progress, file=sys.stderr):
         try:
-            hypothesis = transcribe_file(model, utt.path).text
+            hypothesis = transcribe_file(model, utt.path, decoding=decoding).text
         except AudioError as error:
             log.error("%s", error)
             failed += 1

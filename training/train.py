@@ -13,6 +13,7 @@ import random
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -157,13 +158,15 @@ class Trainer:
                 init = model_from_checkpoint(load_checkpoint(self.config.init))
             except CheckpointError as error:
                 raise CheckpointError(f"--init: {error}") from None
-            if init.dims != model.dims:
+            # The weights carry over; how features are normalised is the new model's own choice.
+            same_normalization = replace(init.dims, normalization=model.dims.normalization,
+                                         norm_prior_frames=model.dims.norm_prior_frames)
+            if same_normalization != model.dims:
                 raise SystemExit(f"--init {self.config.init}: its model dims {init.dims} differ from {model.dims}")
             model.load_state_dict(init.state_dict())
-        else:
-            mean, std = feature_statistics(self.train_set)
-            model.feature_mean.copy_(mean)
-            model.feature_std.copy_(std)
+        mean, std = feature_statistics(self.train_set)
+        model.feature_mean.copy_(mean)
+        model.feature_std.copy_(std)
         return model
 
     def _restore(self, checkpoint: dict) -> None:
