@@ -99,19 +99,26 @@ def torch_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from asr import __version__
+# Every command's one-line help, so that `asr --help` lists them without importing torch: only the command being
+# run has its full parser built. Each register function takes its help from here.
+COMMAND_HELP = {
+    "transcribe": "transcribe audio files",
+    "serve": "run the streaming websocket server (Vosk protocol, browser page at /)",
+    "stream": "stream a file or the microphone to an `asr serve` server",
+    "plot": "draw log-mel, CTC posteriors and LSTM gates of one utterance",
+    "synth": "synthesize a LibriSpeech-format corpus with offline text-to-speech",
+    "train": "train a model on LibriSpeech-format corpora",
+    "eval": "WER and CER of a model over LibriSpeech-format directories",
+    "lm": "build and inspect word n-gram language models",
+}
+
+
+def register_transcribe(subparsers) -> None:
     from asr.checkpoint import DEFAULT_MODEL
     from asr.formats import FORMATS
     from asr.lm_cli import add_decoding_arguments
 
-    parser = argparse.ArgumentParser(prog="asr", description="Streaming speech recognition with an LSTM-CTC model: "
-                                     "transcribe files, serve a Vosk-compatible websocket, train your own models.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    transcribe = subparsers.add_parser("transcribe", help="transcribe audio files", epilog=TRANSCRIBE_EXAMPLES,
+    transcribe = subparsers.add_parser("transcribe", help=COMMAND_HELP["transcribe"], epilog=TRANSCRIBE_EXAMPLES,
                                        description="Transcribe audio files (any format, rate and channel count) in "
                                        "bounded memory. One result per file, in input order.",
                                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -126,7 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_decoding_arguments(transcribe)
     transcribe.set_defaults(func=run_transcribe)
 
-    plot = subparsers.add_parser("plot", help="draw log-mel, CTC posteriors and LSTM gates of one utterance",
+
+def register_plot(subparsers) -> None:
+    from asr.checkpoint import DEFAULT_MODEL
+
+    plot = subparsers.add_parser("plot", help=COMMAND_HELP["plot"],
                                  description="Draw, for one utterance: the log-mel spectrogram, the CTC posteriors "
                                  "with the recognised characters, and the mean input, forget and output gate "
                                  "activations of one LSTM layer over time.", epilog=PLOT_EXAMPLES,
@@ -137,22 +148,45 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--out", default="gates.png", help="PNG to write (default gates.png)")
     plot.set_defaults(func=run_plot)
 
+
+def _registrations() -> dict:
+    """Command name -> its register function (or entry point, loaded on use): ours, then the plug-ins."""
     from asr.lm_cli import register_lm
 
-    register_lm(subparsers)
-
+    commands = {"transcribe": register_transcribe, "plot": register_plot, "lm": register_lm}
     for entry in sorted(entry_points(group="asr.commands"), key=lambda e: e.name):
-        try:
-            register = entry.load()
-        except ImportError as error:  # a broken optional part must not take the whole command down
-            logging.getLogger("asr").warning("subcommand %r unavailable: %s", entry.name, error)
+        commands.setdefault(entry.name, entry)
+    return commands
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The `asr` parser. Only `command` (None: every command) gets its full subparser; the others are listed
+    with their help, so `asr --help` and `asr transcribe ...` import only what they need."""
+    from asr import __version__
+
+    parser = argparse.ArgumentParser(prog="asr", description="Streaming speech recognition with an LSTM-CTC model: "
+                                     "transcribe files, serve a Vosk-compatible websocket, train your own models.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, register in _registrations().items():
+        if name != command and name in COMMAND_HELP:
+            subparsers.add_parser(name, help=COMMAND_HELP[name])
             continue
+        if not callable(register):
+            try:
+                register = register.load()
+            except ImportError as error:  # a broken optional part must not take the whole command down
+                logging.getLogger("asr").warning("subcommand %r unavailable: %s", name, error)
+                continue
         register(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    args = build_parser(command).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     return args.func(args)

@@ -5,6 +5,8 @@ import argparse
 import json
 import sys
 
+from asr.cli import COMMAND_HELP
+
 LM_EXAMPLES = """examples:
   asr lm build corpus/*.txt --out data/my_lm --order 3 --exclude test_sentences.txt
   asr lm info default --oov dev_sentences.txt
@@ -43,7 +45,7 @@ def run_lm_info(args) -> int:
 
 
 def register_lm(subparsers) -> None:
-    lm = subparsers.add_parser("lm", help="build and inspect word n-gram language models",
+    lm = subparsers.add_parser("lm", help=COMMAND_HELP["lm"],
                                description="Word n-gram language models (KenLM) for beam-search decoding.",
                                epilog=LM_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = lm.add_subparsers(dest="lm_command", metavar="LM_COMMAND", required=True)

@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 
+from asr.cli import COMMAND_HELP
 from server.settings import add_arguments, from_args, positive
 
 
@@ -49,7 +50,7 @@ examples:
 
 def register_serve(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "serve", help="run the streaming websocket server (Vosk protocol)", epilog=SERVE_EPILOG,
+        "serve", help=COMMAND_HELP["serve"], epilog=SERVE_EPILOG,
         description="Serve streaming speech recognition over websockets, with a browser page at GET /.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)  # every server setting: server/settings.py
@@ -76,7 +77,7 @@ def run_serve(args) -> int:
 
 def register_stream(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "stream", help="stream a file or the microphone to an `asr serve` server", epilog=STREAM_EPILOG,
+        "stream", help=COMMAND_HELP["stream"], epilog=STREAM_EPILOG,
         description="Stream audio to a websocket server and print the transcript as it comes.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("file", nargs="?", help="audio file (WAV/FLAC/OGG/MP3...; sent as 16 kHz PCM16)")

@@ -99,3 +99,14 @@ def test_python_api_transcribes_files_arrays_and_streams(speech_wav):
     assert " ".join(u.text for u in utterances if u.text) == from_file.text
     with pytest.raises(ValueError, match="one channel"):
         model.transcribe(np.zeros((2, 1600), dtype=np.float32))
+
+
+def test_help_lists_every_command_without_importing_torch():
+    code = ("import sys, contextlib, io\nfrom asr.cli import main\nout = io.StringIO()\n"
+            "with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):\n    main(['--help'])\n"
+            "print('torch' in sys.modules, out.getvalue())")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded, _, text = result.stdout.partition(" ")
+    assert loaded == "False"
+    for command in ("transcribe", "serve", "stream", "plot", "synth", "train", "eval", "lm"):
+        assert f"\n    {command} " in text

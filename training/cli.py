@@ -10,6 +10,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from asr.cli import COMMAND_HELP
 from training import texts
 from training.augment import AUGMENTATIONS, parse_kinds
 from training.voices import ENGINES, available_voices, split_voices
@@ -55,7 +56,7 @@ def run_train(args) -> int:
 def register_train(subparsers) -> None:
     from training.config import USAGE, add_train_arguments
 
-    parser = subparsers.add_parser("train", help="train a model on LibriSpeech-format corpora", description=USAGE,
+    parser = subparsers.add_parser("train", help=COMMAND_HELP["train"], description=USAGE,
                                    epilog=TRAIN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_train_arguments(parser)
     parser.set_defaults(func=run_train)
@@ -91,7 +92,7 @@ def run_eval(args) -> int:
 def register_eval(subparsers) -> None:
     from asr.lm_cli import add_decoding_arguments
 
-    parser = subparsers.add_parser("eval", help="WER and CER of a model over LibriSpeech-format directories",
+    parser = subparsers.add_parser("eval", help=COMMAND_HELP["eval"],
                                    description="Transcribe every utterance of LibriSpeech-format directories as "
                                    "`asr transcribe` would and report corpus WER and CER as JSON.",
                                    epilog=EVAL_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -131,7 +132,7 @@ text sources: fortunes (apt-get install -y fortunes), bible (apt-get install -y 
 def register_synth(subparsers) -> argparse.ArgumentParser:
     """Add `asr synth` to an argparse subparsers object."""
     parser = subparsers.add_parser(
-        "synth", help="synthesize a LibriSpeech-format corpus with offline text-to-speech",
+        "synth", help=COMMAND_HELP["synth"],
         description="Speak English sentences with offline TTS voices (espeak-ng, flite, piper, hibari) and write "
                     "them as OUT_DIR/SUBSET/SPEAKER/CHAPTER/*.flac + *.trans.txt, like LibriSpeech. Each voice "
                     "configuration is one speaker.",
@@ -193,7 +194,13 @@ def _load_sentences(args) -> list[str]:
 
 
 def run_synth(args) -> int:
-    from training.synth import SECONDS_PER_WORD, parse_engine_weights, plan_utterances, synthesize_corpus, write_manifest
+    from training.synth import (
+        SECONDS_PER_WORD,
+        parse_engine_weights,
+        plan_utterances,
+        synthesize_corpus,
+        write_manifest,
+    )
 
     try:
         if args.list_voices:
