@@ -33,7 +33,9 @@ from websockets.asyncio.client import connect
 
 from asr.audio import SAMPLE_RATE, float_to_pcm16, load_audio, pcm16_to_float
 from asr.checkpoint import load_model
+from asr.lm_decoding import Decoding
 from asr.transcribe import transcribe_audio
+from server.settings import add_arguments, from_args
 
 SENTENCES = ["the quick brown fox jumps over the lazy dog", "she sells sea shells by the sea shore",
              "a journey of a thousand miles begins with a single step", "please call stella and ask her to bring"]
@@ -71,9 +73,16 @@ def stream_audio(audio: np.ndarray, variant: int, seconds: float) -> bytes:
     return float_to_pcm16(looped)
 
 
-def offline_text(model, pcm: bytes) -> str:
-    """What `asr transcribe --model stream` gives for the whole recording."""
-    return transcribe_audio(model, pcm16_to_float(pcm)).text
+def offline_text(model, pcm: bytes, decoding: Decoding) -> str:
+    """What `asr transcribe --model stream` gives for the whole recording, decoding as the server does."""
+    return transcribe_audio(model, pcm16_to_float(pcm), decoding=decoding).text
+
+
+def server_decoding(server_args: list[str]) -> Decoding:
+    """The decoding an `asr serve` with these extra options runs (its settings, parsed as it parses them)."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return from_args(parser.parse_args(server_args)).decoding
 
 
 async def run_stream(url: str, pcm: bytes, chunk_ms: float, start_at: float, result: StreamResult) -> None:
@@ -257,7 +266,9 @@ def main(argv=None) -> int:
     audio = bench_audio(args.audio)
     pcms = [stream_audio(audio, v, args.seconds) for v in range(VARIANTS)]
     print(f"offline references for {VARIANTS} audio variants of {args.seconds:g} s ...", file=sys.stderr)
-    expected = [offline_text(model, pcm) for pcm in pcms]
+    decoding = server_decoding(args.server_arg)  # with --url: the defaults, what the server should run too
+    print(f"decoding: {decoding.describe()}", file=sys.stderr)
+    expected = [offline_text(model, pcm, decoding) for pcm in pcms]
     del model
 
     most = args.max_n if args.find_max else args.streams

@@ -26,32 +26,22 @@ def run(coroutine_function, *args):
     return asyncio.run(coroutine_function(*args))
 
 
-def test_ready_streams_share_one_model_step(stream_model):
+@pytest.mark.parametrize("max_batch, streams, expected", [
+    (8, 4, (1, 4)),  # every open stream had audio: one step of four, without waiting out max_wait
+    (2, 5, (3, 5)),  # max_batch splits the step: 2 + 2 + 1
+])
+def test_ready_streams_share_model_steps_of_at_most_max_batch(stream_model, max_batch, streams, expected):
     async def main():
         metrics = Metrics()
-        batcher = Batcher(stream_model, max_batch=8, max_wait=5.0, metrics=metrics)
+        batcher = Batcher(stream_model, max_batch=max_batch, max_wait=5.0, metrics=metrics)
         batcher.start()
-        streams = [batcher.open_stream("10.0.0.1") for _ in range(4)]
+        opened = [batcher.open_stream("10.0.0.1") for _ in range(streams)]
         chunk = np.zeros(SAMPLE_RATE // 5, dtype=np.float32)
-        await asyncio.gather(*(batcher.submit(s, StreamingRecognizer(stream_model), chunk) for s in streams))
+        await asyncio.gather(*(batcher.submit(s, StreamingRecognizer(stream_model), chunk) for s in opened))
         await batcher.stop()
         return steps_and_streams(metrics)
 
-    assert run(main) == (1, 4)  # every open stream had audio: one step of four, without waiting out max_wait
-
-
-def test_max_batch_splits_a_step(stream_model):
-    async def main():
-        metrics = Metrics()
-        batcher = Batcher(stream_model, max_batch=2, max_wait=5.0, metrics=metrics)
-        batcher.start()
-        streams = [batcher.open_stream("10.0.0.1") for _ in range(5)]
-        chunk = np.zeros(SAMPLE_RATE // 5, dtype=np.float32)
-        await asyncio.gather(*(batcher.submit(s, StreamingRecognizer(stream_model), chunk) for s in streams))
-        await batcher.stop()
-        return steps_and_streams(metrics)
-
-    assert run(main) == (3, 5)  # 2 + 2 + 1
+    assert run(main) == expected
 
 
 def test_a_step_waits_at_most_max_wait_for_more_streams(stream_model):
