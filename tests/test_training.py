@@ -70,6 +70,15 @@ def test_resume_continues_exactly(corpus, tmp_path):
         torch.testing.assert_close(a["model"][key], b["model"][key], atol=1e-6, rtol=0)
 
 
+def test_a_run_stopped_by_time_scores_its_last_weights(corpus, tmp_path):
+    """--max-minutes ends a run between evaluations: its last weights are scored, so best.pt can be them."""
+    out = tmp_path / "timed"
+    run("asr", "train", "--train", corpus / "train", "--dev", corpus / "dev", "--out", out, "--steps", "50",
+        *TINY, "--max-minutes", "0.0001")
+    best = load_checkpoint(out / "best.pt")["training"]["progress"]
+    assert best["step"] == 1 and best["dev_wer"] is not None
+
+
 def test_crash_mid_training_resumes_from_last_checkpoint(corpus, tmp_path):
     out = tmp_path / "crash"
     args = [sys.executable, "-m", "asr", "train", "--train", str(corpus / "train"), "--out", str(out),

@@ -21,8 +21,8 @@ DATA=${DATA:-data}
 RUNS=${RUNS:-runs}
 MINUTES=${MINUTES:-600}
 STAGES=${STAGES:-"real synth train export evaluate"}
-STREAM_ARGS=${STREAM_ARGS:-"--hidden 320 --layers 3 --stack 3 --steps 4500 --eval-every 300 --lr 2e-3"}
-OFFLINE_ARGS=${OFFLINE_ARGS:-"--hidden 256 --layers 3 --stack 3 --steps 2800 --eval-every 300 --lr 2e-3"}
+STREAM_ARGS=${STREAM_ARGS:-"--hidden 320 --layers 3 --stack 3 --steps 3800 --eval-every 400 --lr 2e-3"}
+OFFLINE_ARGS=${OFFLINE_ARGS:-"--hidden 256 --layers 3 --stack 3 --steps 1900 --eval-every 400 --lr 2e-3"}
 mkdir -p "$DATA" "$RUNS"
 stage() { [[ " $STAGES " == *" $1 "* ]]; }
 

@@ -296,9 +296,9 @@ def train(config: TrainConfig) -> dict:
             bar.set_postfix(loss=f"{loss:.3f}", lr=f"{trainer.lr:.2e}", audio_x=f"{trainer.audio_speed:.0f}")
         if main and step % config.log_every == 0:
             trainer.log_metrics()
-        if main and trainer.dev_set and (step % config.eval_every == 0 or step == config.steps):
-            trainer.evaluate()
         done = step >= config.steps or trainer.out_of_time()
+        if main and trainer.dev_set and (step % config.eval_every == 0 or done):  # a run stopped by time is scored too
+            trainer.evaluate()
         if main and (step % config.save_every == 0 or done):
             trainer.save(trainer.last_path, with_resume_state=True)
         if done:
