@@ -8,7 +8,7 @@ Parts are the LibriSpeech-format directories SUITE/dev/* and SUITE/test/* (see t
 directory. Every model transcribes every file the way `asr transcribe` does (training.evaluate.evaluate_files),
 once with greedy decoding and once with the beam search over the LM (its default settings unless given).
 pocketsphinx (`pip install pocketsphinx`: its wheel ships an en-us model) is the reference to beat; its transcripts
-are cached per part (they never change), so it costs its time once.
+are cached per audio file (they never change), so each file costs its time once.
 """
 from __future__ import annotations
 
@@ -42,30 +42,41 @@ def suite_parts(suite: Path | None, extra: list[Path]) -> dict[str, Path]:
     return parts
 
 
+POCKETSPHINX_CACHE = CACHE_DIR.parent / "pocketsphinx" / "hypotheses.json"
+
+
+def audio_key(path: str) -> str:
+    """A file's identity for the pocketsphinx cache: where it really is (links resolved), its size and mtime."""
+    real = Path(path).resolve()
+    stat = real.stat()
+    return hashlib.sha1(f"{real}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
+
+
 def pocketsphinx_transcripts(utterances: list[Utterance]) -> dict[str, str]:
-    """utterance id -> pocketsphinx's en-us hypothesis, upper-cased; cached by the files' ids and paths."""
+    """utterance id -> pocketsphinx's en-us hypothesis, upper-cased. Cached per audio file, so a part that shares
+    files with another (dev/so762-unseen with dev/so762) costs nothing more."""
     try:
         from pocketsphinx import Decoder
     except ImportError:
         raise SystemExit("--pocketsphinx: pip install pocketsphinx") from None
-    key = hashlib.sha1("".join(f"{u.id}{u.path}" for u in utterances).encode()).hexdigest()[:16]
-    cache = CACHE_DIR.parent / "pocketsphinx" / f"{key}.json"
-    if cache.exists():
-        return json.loads(cache.read_text())
-    decoder = Decoder(samprate=16000, loglevel="FATAL")
-    hypotheses = {}
+    cache = json.loads(POCKETSPHINX_CACHE.read_text()) if POCKETSPHINX_CACHE.exists() else {}
+    decoder, hypotheses = None, {}
     for utt in utterances:
         try:
-            audio = load_audio(utt.path)
-        except AudioError as error:
+            key = audio_key(utt.path)
+            if key not in cache:
+                audio = load_audio(utt.path)
+                decoder = decoder or Decoder(samprate=16000, loglevel="FATAL")
+                decoder.start_utt()
+                decoder.process_raw((audio.clip(-1, 1) * 32767).astype("int16").tobytes(), full_utt=True)
+                decoder.end_utt()
+                cache[key] = decoder.hyp().hypstr.upper() if decoder.hyp() else ""
+        except (AudioError, OSError) as error:
             log.error("%s", error)
             continue
-        decoder.start_utt()
-        decoder.process_raw((audio.clip(-1, 1) * 32767).astype("int16").tobytes(), full_utt=True)
-        decoder.end_utt()
-        hypotheses[utt.id] = decoder.hyp().hypstr.upper() if decoder.hyp() else ""
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps(hypotheses))
+        hypotheses[utt.id] = cache[key]
+    POCKETSPHINX_CACHE.parent.mkdir(parents=True, exist_ok=True)
+    POCKETSPHINX_CACHE.write_text(json.dumps(cache))
     return hypotheses
 
 
