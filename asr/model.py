@@ -128,9 +128,12 @@ class AcousticModel(nn.Module):
         padding = torch.arange(steps, device=x.device)[None, :] >= out_lengths.to(x.device)[:, None]
         return x.masked_fill(padding[..., None], 0.0), out_lengths, norm
 
-    def forward(self, features: torch.Tensor, lengths: torch.Tensor, state: State | None = None):
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor, state: State | None = None,
+                norm: torch.Tensor | None = None):
         """features: (batch, frames, n_mels) log-mel; lengths: (batch,) valid frames per item;
-        state: `(h, c, norm)` as from `init_state`, or None for a fresh start (unidirectional models only).
+        state: `(h, c, norm)` as from `init_state`, or None for a fresh start (unidirectional models only);
+        norm: without state, the running normalisation's sum and count of the frames before these (see `normalize`;
+        a bidirectional model's window of a longer recording).
 
         Returns log_probs (batch, frames // stack, vocab), out_lengths (batch,), and the new state
         (None for bidirectional models). Items with fewer than `stack` frames are an error.
@@ -142,7 +145,7 @@ class AcousticModel(nn.Module):
         """
         if state is not None and self.dims.bidirectional:
             raise ValueError("a bidirectional model cannot carry state across chunks; use a unidirectional model")
-        x, out_lengths, norm = self.stack_frames(features, lengths, None if state is None else state[2])
+        x, out_lengths, norm = self.stack_frames(features, lengths, norm if state is None else state[2])
         if int(out_lengths.min()) < 1:
             raise ValueError(f"every item needs at least {self.dims.stack} frames (got lengths {lengths.tolist()})")
         steps = x.shape[1]

@@ -78,17 +78,25 @@ def transcribe_windows(model: AcousticModel, blocks: Iterator[np.ndarray],
     extract = StreamingFeatures()
     decoder = decoding.decoder(model.dims.frame_shift)
     buffer, buffer_start, next_out = torch.zeros(0, N_MELS), 0, 0  # frames; absolute index of buffer[0]; next kept frame
+    norm = None  # the running normalisation of every frame before buffer[0]: windows see the one-pass values
+
+    def norm_until(frame: int) -> torch.Tensor | None:
+        if frame == buffer_start:
+            return norm
+        _, until = model.normalize(buffer[None, : frame - buffer_start], torch.tensor([frame - buffer_start]), norm)
+        return until
 
     def run(hi: int) -> None:
-        nonlocal buffer, buffer_start, next_out
+        nonlocal buffer, buffer_start, next_out, norm
         lo = max(next_out - context, buffer_start)
         x = buffer[lo - buffer_start : hi - buffer_start]
         if len(x) >= stack:
-            log_probs, _, _ = model(x[None], torch.tensor([len(x)]))
+            log_probs, _, _ = model(x[None], torch.tensor([len(x)]), norm=norm_until(lo))
             first = (next_out - lo) // stack
             decoder.feed(log_probs[0, first : first + window // stack])
         next_out += window
         keep_from = max(next_out - context, buffer_start)
+        norm = norm_until(keep_from)
         buffer, buffer_start = buffer[keep_from - buffer_start :], keep_from
 
     for block in blocks:

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import jiwer
 import pytest
 
 import asr.transcribe
@@ -27,8 +28,9 @@ def test_text_output_in_input_order(speech_dir):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == len(files)
-    for line, text in zip(lines, SENTENCES.values()):
-        assert word_overlap(line, text) >= 0.6, (line, text)
+    model = asr.load_model("stream")  # what `asr transcribe` runs: the stream model with the shipped LM
+    assert lines == [model.transcribe(path).text for path in files]
+    assert all(line for line in lines)
 
 
 def test_json_output(speech_wav):
@@ -73,9 +75,9 @@ def test_offline_windows_agree_with_one_pass(offline_model, long_speech, monkeyp
     monkeypatch.setattr(asr.transcribe, "WINDOW_SECONDS", 4.0)
     monkeypatch.setattr(asr.transcribe, "CONTEXT_SECONDS", 1.5)
     windowed = transcribe_file(offline_model, long_speech).text
-    a, b = one_pass.split(), windowed.split()
-    same = sum(x == y for x, y in zip(a, b))
-    assert abs(len(a) - len(b)) <= 2 and same >= len(a) - 4, (one_pass, windowed)
+    # Windows differ only near their edges, a few characters each (a character model: one space moved is two words).
+    assert jiwer.cer(one_pass, windowed) <= 0.03 and abs(len(one_pass.split()) - len(windowed.split())) <= 2, (
+        jiwer.cer(one_pass, windowed), one_pass, windowed)
 
 
 def test_in_memory_and_file_agree(stream_model, speech_wav):
