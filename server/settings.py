@@ -17,10 +17,11 @@ from asr.lm_cli import lm_argument
 from asr.lm_decoding import BeamSearchOptions, Decoding
 from asr.recognizer import Endpointing
 
-# Measured, not guessed: on the project's 2-core CPU the shipped `stream` model served 176 concurrent real-time
-# streams at p95 reply latency <= 250 ms and 128 at p95 68 ms (README, Benchmarks: `python -m server.bench
-# --find-max`). 128 keeps a quarter of that capacity spare for slower clients, TLS and bursts of long messages.
-DEFAULT_MAX_STREAMS = 128
+# Measured, not guessed: on the project's 2-core CPU the shipped `stream` model with the LM on (the default) served
+# 60 concurrent real-time streams at p95 reply latency <= 250 ms, 48 at p95 169 ms, 64 at p95 315 ms (README,
+# Benchmarks: `python -m server.bench --find-max`; greedy decoding, `--lm none`, served 176). 48 keeps a fifth of
+# that capacity spare for slower clients, TLS and bursts of long messages.
+DEFAULT_MAX_STREAMS = 48
 
 
 @dataclass(frozen=True)
