@@ -80,24 +80,19 @@ def transcribe_windows(model: AcousticModel, blocks: Iterator[np.ndarray],
     buffer, buffer_start, next_out = torch.zeros(0, N_MELS), 0, 0  # frames; absolute index of buffer[0]; next kept frame
     norm = None  # the running normalisation of every frame before buffer[0]: windows see the one-pass values
 
-    def norm_until(frame: int) -> torch.Tensor | None:
-        if frame == buffer_start:
-            return norm
-        _, until = model.normalize(buffer[None, : frame - buffer_start], torch.tensor([frame - buffer_start]), norm)
-        return until
-
     def run(hi: int) -> None:
+        """Decode the window that starts at buffer[0] (its left context, then the frames it keeps) and ends at hi."""
         nonlocal buffer, buffer_start, next_out, norm
-        lo = max(next_out - context, buffer_start)
-        x = buffer[lo - buffer_start : hi - buffer_start]
+        x = buffer[: hi - buffer_start]
         if len(x) >= stack:
-            log_probs, _, _ = model(x[None], torch.tensor([len(x)]), norm=norm_until(lo))
-            first = (next_out - lo) // stack
+            log_probs, _, _ = model(x[None], torch.tensor([len(x)]), norm=norm)
+            first = (next_out - buffer_start) // stack
             decoder.feed(log_probs[0, first : first + window // stack])
         next_out += window
-        keep_from = max(next_out - context, buffer_start)
-        norm = norm_until(keep_from)
-        buffer, buffer_start = buffer[keep_from - buffer_start :], keep_from
+        dropped = max(next_out - context, buffer_start) - buffer_start
+        if dropped:
+            _, norm = model.normalize(buffer[None, :dropped], torch.tensor([dropped]), norm)
+        buffer, buffer_start = buffer[dropped:], buffer_start + dropped
 
     for block in blocks:
         buffer = torch.cat([buffer, extract(block)])

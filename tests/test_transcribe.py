@@ -3,8 +3,8 @@ import json
 import subprocess
 import sys
 
-import numpy as np
 import jiwer
+import numpy as np
 import pytest
 
 import asr.transcribe
@@ -92,7 +92,8 @@ def test_python_api_transcribes_files_arrays_and_streams(speech_wav):
     from_file = model.transcribe(speech_wav)
     assert from_file.text and from_file.words and from_file.words[0].start < from_file.words[-1].end
     samples = load_audio(speech_wav, sample_rate=8000)
-    assert model.transcribe(samples, sample_rate=8000).text == transcribe_audio(model.acoustic, samples, 8000, decoding=model.decoding).text
+    expected = transcribe_audio(model.acoustic, samples, 8000, decoding=model.decoding).text
+    assert model.transcribe(samples, sample_rate=8000).text == expected
     stream, utterances = model.stream(sample_rate=16000), []
     audio = load_audio(speech_wav)
     for start in range(0, len(audio), 1600):

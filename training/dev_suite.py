@@ -60,7 +60,7 @@ def pocketsphinx_transcripts(utterances: list[Utterance]) -> dict[str, str]:
     except ImportError:
         raise SystemExit("--pocketsphinx: pip install pocketsphinx") from None
     cache = json.loads(POCKETSPHINX_CACHE.read_text()) if POCKETSPHINX_CACHE.exists() else {}
-    decoder, hypotheses = None, {}
+    cached, decoder, hypotheses = len(cache), None, {}
     for utt in utterances:
         try:
             key = audio_key(utt.path)
@@ -75,8 +75,9 @@ def pocketsphinx_transcripts(utterances: list[Utterance]) -> dict[str, str]:
             log.error("%s", error)
             continue
         hypotheses[utt.id] = cache[key]
-    POCKETSPHINX_CACHE.parent.mkdir(parents=True, exist_ok=True)
-    POCKETSPHINX_CACHE.write_text(json.dumps(cache))
+    if len(cache) > cached:
+        POCKETSPHINX_CACHE.parent.mkdir(parents=True, exist_ok=True)
+        POCKETSPHINX_CACHE.write_text(json.dumps(cache))
     return hypotheses
 
 
