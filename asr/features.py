@@ -56,25 +56,45 @@ def log_mel(audio: torch.Tensor | np.ndarray) -> torch.Tensor:
     """audio: (samples,) or (batch, samples) at 16 kHz -> log-mel (frames, n_mels) or (batch, frames, n_mels)."""
     audio = torch.as_tensor(audio, dtype=torch.float32)
     single = audio.dim() == 1
-    feats = torch.log(mel_power(audio.reshape(-1, audio.shape[-1])) + LOG_FLOOR)
+    feats = torch.log(mel_power(audio[None] if single else audio) + LOG_FLOOR)
     return feats[0] if single else feats
 
 
 class StreamingFeatures:
     """Incremental log-mel: feed samples in chunks of any size, get exactly the frames `log_mel` gives the whole.
 
-    Carries the samples not yet framed (at most N_FFT - 1 + HOP_LENGTH of them) from one chunk to the next.
+    Carries the samples not yet framed (at most N_FFT - 1 + HOP_LENGTH of them once taken) from one chunk to the
+    next. `push` only buffers; `take_new_frames` computes the frames of many streams in one batched call (what a
+    server step does: one small call per stream would cost more in call overhead than in arithmetic).
     """
 
     def __init__(self):
         self._pending = np.zeros(0, dtype=np.float32)
 
+    def push(self, chunk: np.ndarray) -> None:
+        """chunk: (samples,) float32 at 16 kHz, buffered until the next `take_new_frames`."""
+        self._pending = np.concatenate([self._pending, np.asarray(chunk, dtype=np.float32)])
+
     def __call__(self, chunk: np.ndarray) -> torch.Tensor:
         """chunk: (samples,) float32 at 16 kHz -> new frames (frames, n_mels), possibly zero of them."""
-        pending = np.concatenate([self._pending, np.asarray(chunk, dtype=np.float32)])
-        frames = num_frames(len(pending))
-        self._pending = pending[frames * HOP_LENGTH:]
-        if frames == 0:
-            return torch.zeros(0, N_MELS)
-        used = pending[: (frames - 1) * HOP_LENGTH + N_FFT]
-        return log_mel(torch.from_numpy(used))
+        self.push(chunk)
+        return take_new_frames([self])[0]
+
+
+def take_new_frames(extractors: list[StreamingFeatures]) -> list[torch.Tensor]:
+    """Each extractor's frames that its buffered samples complete, (frames_i, n_mels), from one batched `log_mel`
+    (shorter signals are zero-padded; frames are not centred, so padding never reaches a returned frame)."""
+    counts = [num_frames(len(e._pending)) for e in extractors]
+    out = [torch.zeros(0, N_MELS) for _ in extractors]
+    busy = [i for i, n in enumerate(counts) if n]
+    if not busy:
+        return out
+    batch = np.zeros((len(busy), (max(counts) - 1) * HOP_LENGTH + N_FFT), dtype=np.float32)
+    for row, i in enumerate(busy):
+        used = (counts[i] - 1) * HOP_LENGTH + N_FFT
+        batch[row, :used] = extractors[i]._pending[:used]
+        extractors[i]._pending = extractors[i]._pending[counts[i] * HOP_LENGTH:]
+    frames = log_mel(torch.from_numpy(batch))
+    for row, i in enumerate(busy):
+        out[i] = frames[row, : counts[i]]
+    return out

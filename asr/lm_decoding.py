@@ -269,10 +269,10 @@ class BeamSearchDecoder:
         """Best hypothesis so far: the words completed up to the last searched frame."""
         if self._final is not None:
             return self._final[0].text
-        hypothesis = self._search.get_best_hypothesis(0)
-        words = list(self._words)
-        self._assemble(hypothesis, self._assembler.copy(), words)
-        return " ".join(w.word for w in words)
+        # Text only, so no timing: the committed words and the word labels of the uncommitted part of the path
+        # (the lexicon's words; <unk> is never emitted, its score is -inf).
+        uncommitted = [self.graph.words[w] for w in self._search.get_best_hypothesis(0).words[1:] if w >= 0]
+        return " ".join([w.word for w in self._words] + uncommitted)
 
     @property
     def buffered_frames(self) -> int:

@@ -18,7 +18,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 from asr.audio import SAMPLE_RATE, StreamResampler
 from asr.decoding import SPACE, Transcript
-from asr.features import N_MELS, StreamingFeatures
+from asr.features import N_MELS, StreamingFeatures, take_new_frames
 from asr.lm_decoding import GREEDY, Decoding
 from asr.model import AcousticModel, stack_states, unstack_states
 from asr.tokenizer import BLANK
@@ -79,12 +79,13 @@ class StreamingRecognizer:
         self.finished = last
         audio = self._resampler(np.asarray(samples, dtype=np.float32), last=last)
         self.audio_seconds += len(audio) / SAMPLE_RATE
-        frames = self._features(audio)
-        if len(frames):
-            self._frames = torch.cat([self._frames, frames])
+        self._features.push(audio)  # framed by the next decode_streams, with every other stream's audio
 
-    def take_frames(self) -> torch.Tensor | None:
-        """The buffered frames that fill whole model steps, (frames, n_mels), or None if there are none yet."""
+    def take_frames(self, new_frames: torch.Tensor) -> torch.Tensor | None:
+        """Adds `new_frames` (frames, n_mels) to the buffered ones; returns those that fill whole model steps,
+        (frames, n_mels), or None if there are none yet."""
+        if len(new_frames):
+            self._frames = torch.cat([self._frames, new_frames])
         usable = len(self._frames) - len(self._frames) % self.model.dims.stack
         if usable == 0:
             return None
@@ -146,9 +147,11 @@ def decode_streams(model: AcousticModel, recognizers: list[StreamingRecognizer])
     """One batched model step over every recognizer with ready frames. Returns each recognizer's new finals; a
     finished recognizer (`accept_audio(..., last=True)`) also gets its last utterance, once, and is then closed.
 
-    The states of the ready streams are stacked on the batch dimension and split back (`stack_states`).
+    Every stream's new feature frames come from one batched log-mel (`take_new_frames`); the states of the ready
+    streams are stacked on the batch dimension and split back (`stack_states`).
     """
-    ready = [(r, f) for r in recognizers if (f := r.take_frames()) is not None]
+    new_frames = take_new_frames([r._features for r in recognizers])
+    ready = [(r, f) for r, new in zip(recognizers, new_frames) if (f := r.take_frames(new)) is not None]
     finals: dict[int, list[Transcript]] = {}
     if ready:
         streams, frames = zip(*ready)

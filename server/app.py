@@ -90,6 +90,8 @@ class RecognitionServer:
             # websockets itself closes with 1009 before buffering them. max_queue: a connection is not read while
             # one message waits behind the one being decoded (back-pressure; the client's TCP buffer fills instead).
             max_size=2 * s.limits.max_message_bytes, max_queue=1, write_limit=1 << 16,
+            # No permessage-deflate: PCM audio hardly compresses, and inflating every message costs CPU per stream.
+            compression=None,
         )
         self.port = self._server.sockets[0].getsockname()[1]
         scheme = "wss" if s.tls_cert else "ws"

@@ -12,6 +12,7 @@ from asr.features import (
     StreamingFeatures,
     log_mel,
     num_frames,
+    take_new_frames,
 )
 
 
@@ -52,6 +53,28 @@ def test_streaming_extractor_random_chunks(speech_wav):
         frames.append(extract(audio[i : i + n]))
         i += n
     torch.testing.assert_close(torch.cat(frames), log_mel(audio), atol=1e-5, rtol=1e-5)
+
+
+def test_streams_framed_together_equal_each_alone(speech_wav):
+    """A server step frames every stream's audio in one batched call: each stream still gets its own frames."""
+    audio = load_audio(speech_wav)
+    rng = np.random.default_rng(5)
+    streams = [StreamingFeatures() for _ in range(4)]
+    signals = [audio[i * 1000 :] for i in range(4)]
+    got, offsets = [[] for _ in streams], [0] * 4
+    for _ in range(12):
+        for k, stream in enumerate(streams):  # unequal chunks, one stream sometimes with nothing new
+            n = int(rng.integers(0, 6000)) if k else 0
+            stream.push(signals[k][offsets[k] : offsets[k] + n])
+            offsets[k] += n
+        for k, frames in enumerate(take_new_frames(streams)):
+            got[k].append(frames)
+    for k in range(4):
+        expected = log_mel(signals[k][: offsets[k]])
+        if k == 0:
+            assert expected.shape[0] == 0 and all(f.shape == (0, N_MELS) for f in got[k])
+            continue
+        torch.testing.assert_close(torch.cat(got[k]), expected, atol=1e-5, rtol=1e-5)
 
 
 def test_short_input_gives_no_frames():

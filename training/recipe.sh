@@ -11,8 +11,9 @@
 #   1. real      training.real_speech: train / dev suite / held-out sentences, one augmented copy of train
 #   2. synth     training/recipe_data.sh: 6 h synthetic train, dev, held-out synthetic test
 #   3. train     both models at once, one thread each, for at most MINUTES per call (--resume continues)
-#   4. export    best.pt -> asr/models/NAME.pt (no optimizer state)
-#   5. evaluate  every dev-suite part and the synthetic test, pocketsphinx on the same files; curves
+#   4. finetune  a second cosine schedule from each model's best.pt (--init), lower peak rate -> RUNS/NAME-ft
+#   5. export    RUNS/NAME-ft/best.pt -> asr/models/NAME.pt (no optimizer state)
+#   6. evaluate  every dev-suite part and the synthetic test, pocketsphinx on the same files; curves
 # STAGES="train" bash training/recipe.sh runs only the named stages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,9 +21,13 @@ REAL=${REAL:-../shared/data/real}
 DATA=${DATA:-data}
 RUNS=${RUNS:-runs}
 MINUTES=${MINUTES:-600}
-STAGES=${STAGES:-"real synth train export evaluate"}
-STREAM_ARGS=${STREAM_ARGS:-"--hidden 320 --layers 3 --stack 3 --steps 3800 --eval-every 400 --lr 2e-3"}
-OFFLINE_ARGS=${OFFLINE_ARGS:-"--hidden 256 --layers 3 --stack 3 --steps 1900 --eval-every 400 --lr 2e-3"}
+STAGES=${STAGES:-"real synth train finetune export evaluate"}
+STREAM_DIMS="--hidden 320 --layers 3 --stack 3"
+OFFLINE_DIMS="--hidden 256 --layers 3 --stack 3 --bidirectional"
+STREAM_ARGS=${STREAM_ARGS:-"--steps 3800 --eval-every 400 --lr 2e-3"}
+OFFLINE_ARGS=${OFFLINE_ARGS:-"--steps 1900 --eval-every 400 --lr 2e-3"}
+STREAM_FT_ARGS=${STREAM_FT_ARGS:-"--steps 2600 --warmup 100 --eval-every 400 --lr 1e-3"}
+OFFLINE_FT_ARGS=${OFFLINE_FT_ARGS:-"--steps 1400 --warmup 100 --eval-every 350 --lr 1e-3"}
 mkdir -p "$DATA" "$RUNS"
 stage() { [[ " $STAGES " == *" $1 "* ]]; }
 
@@ -32,21 +37,35 @@ fi
 if stage synth && [ ! -d "$DATA/corpus/train" ]; then
     bash training/recipe_data.sh "$DATA"
 fi
-if stage train; then
-    common=(--train "$DATA/real/train" "$DATA/real/train-aug1" "$DATA/corpus/train"
-            --dev "$DATA/real/dev/cv" "$DATA/real/dev/an4" "$DATA/real/dev/so762" --dev-max-utterances 400
-            --normalization running --max-minutes "$MINUTES" --threads 1 --save-every 100 --resume)
-    asr train "${common[@]}" --out "$RUNS/stream" $STREAM_ARGS >> "$RUNS/stream.log" 2>&1 &
-    asr train "${common[@]}" --out "$RUNS/offline" --bidirectional $OFFLINE_ARGS >> "$RUNS/offline.log" 2>&1 &
+# train_both SUFFIX STREAM_FLAGS OFFLINE_FLAGS [FLAG...]: both models at once into RUNS/stream$SUFFIX, RUNS/offline$SUFFIX
+train_both() {
+    local suffix=$1 stream_flags=$2 offline_flags=$3
+    shift 3
+    local common=(--train "$DATA/real/train" "$DATA/real/train-aug1" "$DATA/corpus/train"
+                  --dev "$DATA/real/dev/cv" "$DATA/real/dev/an4" "$DATA/real/dev/so762" --dev-max-utterances 400
+                  --normalization running --max-minutes "$MINUTES" --threads 1 --save-every 100 --resume "$@")
+    # shellcheck disable=SC2086  # the flag strings split into flags
+    asr train "${common[@]}" --out "$RUNS/stream$suffix" $STREAM_DIMS $stream_flags >> "$RUNS/stream$suffix.log" 2>&1 &
+    # shellcheck disable=SC2086
+    asr train "${common[@]}" --out "$RUNS/offline$suffix" $OFFLINE_DIMS $offline_flags >> "$RUNS/offline$suffix.log" 2>&1 &
     wait
+}
+if stage train; then
+    train_both "" "$STREAM_ARGS" "$OFFLINE_ARGS"
+fi
+if stage finetune; then
+    for name in stream offline; do  # --init is read when a run starts; --resume continues a started one
+        [ -f "$RUNS/$name/best.pt" ] || { echo "finetune: $RUNS/$name/best.pt missing (run the train stage)"; exit 1; }
+    done
+    train_both "-ft" "$STREAM_FT_ARGS --init $RUNS/stream/best.pt" "$OFFLINE_FT_ARGS --init $RUNS/offline/best.pt"
 fi
 if stage export; then
     for name in stream offline; do
-        python -c "from asr.checkpoint import export_model; export_model('$RUNS/$name/best.pt', 'asr/models/$name.pt')"
+        python -c "from asr.checkpoint import export_model; export_model('$RUNS/$name-ft/best.pt', 'asr/models/$name.pt')"
     done
 fi
 if stage evaluate; then
     python -m training.dev_suite --suite "$DATA/real" --extra "$DATA/corpus/test" --models stream offline \
         --pocketsphinx --json "$RUNS/dev_suite.json" | tee "$RUNS/dev_suite.md"
-    python -m training.plot_curves "$RUNS/stream" "$RUNS/offline" --out docs/training_curves.png
+    python -m training.plot_curves "$RUNS/stream-ft" "$RUNS/offline-ft" --out docs/training_curves.png
 fi
