@@ -21,6 +21,7 @@ from pathlib import Path
 from urllib.parse import parse_qs
 
 import numpy as np
+import torch
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
@@ -279,7 +280,8 @@ def _response(status: HTTPStatus, body: bytes, content_type: str) -> Response:
 
 
 async def run_server(settings: ServerSettings, model: AcousticModel | None = None) -> None:
-    """Serve until SIGTERM or SIGINT, then drain: what `asr serve` runs."""
+    """Serve until SIGTERM or SIGINT, then drain: what `asr serve` runs (it owns the process: torch threads)."""
+    torch.set_num_threads(settings.threads)
     server = RecognitionServer(settings, model)
     await server.start()
     stop = asyncio.Event()

@@ -79,6 +79,8 @@ class Batcher:
         self._arrived = asyncio.Event()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="model-step")
         self._consumer: asyncio.Task | None = None
+        if metrics is not None:  # summed when scraped, not updated on every message
+            metrics.pending_audio_bytes.set_function(lambda: self.pending_bytes)
 
     # --- streams ----------------------------------------------------------------------------------------------------
     @property
@@ -118,8 +120,6 @@ class Batcher:
     def _release(self, stream: Stream, nbytes: int) -> None:
         """`nbytes` of the stream's pending audio are decoded or dropped (negative: received)."""
         stream.pending_bytes -= nbytes
-        if self.metrics is not None:
-            self.metrics.pending_audio_bytes.dec(nbytes)
 
     @property
     def pending_bytes(self) -> int:

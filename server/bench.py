@@ -247,6 +247,7 @@ def main(argv=None) -> int:
     parser.add_argument("--audio", nargs="*", default=[], help="audio files (default: espeak-ng sentences)")
     parser.add_argument("--find-max", action="store_true", help="raise the stream count until p95 > --p95-limit-ms")
     parser.add_argument("--p95-limit-ms", type=float, default=250.0)
+    parser.add_argument("--start-n", type=int, default=1, help="stream count --find-max tries first (default 1)")
     parser.add_argument("--max-n", type=int, default=256, help=f"most streams --find-max tries (<= {MAX_STREAMS})")
     parser.add_argument("--server-arg", action="append", default=[], help="extra `asr serve` option (repeatable)")
     parser.add_argument("--fast-sender", action="store_true",
@@ -254,7 +255,7 @@ def main(argv=None) -> int:
     parser.add_argument("--fast-sender-bytes", type=int, default=2**20,
                         help="bytes of PCM16 per fast-sender message (default 1 MiB, 33 s of audio)")
     args = parser.parse_args(argv)
-    if not 1 <= args.streams <= MAX_STREAMS or not 1 <= args.max_n <= MAX_STREAMS:
+    if not 1 <= args.streams <= MAX_STREAMS or not 1 <= args.start_n <= args.max_n <= MAX_STREAMS:
         parser.error(f"stream counts must be within 1..{MAX_STREAMS}")
     if not 0 < args.seconds <= 600:
         parser.error("--seconds must be within (0, 600]")
@@ -280,7 +281,7 @@ def main(argv=None) -> int:
             results = asyncio.run(run_load(url, pcms, args.streams, args.chunk_ms, fast_bytes))
             summary = report(args.streams, results, expected, port, server)
             return 0 if summary["errors"] == 0 and summary["finals_match"] == f"{args.streams}/{args.streams}" else 1
-        good, bad, n, runs = 0, None, 1, 0
+        good, bad, n, runs = 0, None, args.start_n, 0
         while runs < MAX_RUNS:
             runs += 1
             summary = report(n, asyncio.run(run_load(url, pcms, n, args.chunk_ms, fast_bytes)), expected, port, server)

@@ -54,6 +54,8 @@ class ServerSettings:
     model: str = "stream"  # a shipped model name or a checkpoint path (chosen by the operator, never a client)
     max_batch: int = 32
     max_wait_ms: float = 10.0
+    threads: int = 1  # torch threads of the model step: the beam search and the event loop hold Python's lock,
+    # so a second core serves them better than a second thread inside the LSTM (README, Benchmarks)
     max_streams: int = DEFAULT_MAX_STREAMS
     max_streams_per_address: int = 0  # concurrent streams from one client IP address; 0: no limit
     token: str | None = None
@@ -71,7 +73,7 @@ class ServerSettings:
     def __post_init__(self):
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port {self.port} is outside 0..65535")
-        for name in ("max_batch", "max_streams"):
+        for name in ("max_batch", "max_streams", "threads"):
             if not getattr(self, name) >= 1:
                 raise ValueError(f"{name} {getattr(self, name)!r} must be at least 1")
         if not (self.max_streams_per_address >= 0 and self.max_wait_ms >= 0 and math.isfinite(self.max_wait_ms)):
@@ -118,6 +120,7 @@ OPTIONS = [
     ("--model", "model", str, "shipped model name (stream) or checkpoint path"),
     ("--max-batch", "max_batch", positive(int), "streams in one model step"),
     ("--max-wait-ms", "max_wait_ms", non_negative(float), "how long a step waits for more streams to batch"),
+    ("--threads", "threads", positive(int), "torch CPU threads of the model step"),
     ("--max-streams", "max_streams", positive(int),
      "concurrent streams; more are refused with HTTP 503 (default from the measured capacity, see README)"),
     ("--max-streams-per-address", "max_streams_per_address", non_negative(int),
