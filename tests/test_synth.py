@@ -128,8 +128,25 @@ def test_voice_split_is_disjoint_stable_and_holds_out_whole_timbres():
     assert voices.split_voices(espeak_only, 0.2, seed=0)[1] == [v for v in test if v.engine == "espeak"]
 
 
+def test_pico_voices_speak_deterministically_at_their_rate_and_pitch():
+    pico = [v for v in voices.available_voices(["pico"]) if v.name == "en-GB"]
+    assert len(pico) == len(voices.PICO_SPEEDS) * len(voices.PICO_PITCHES)
+    by_config = {(v.speed, v.pitch): v for v in pico}
+    text = "THE QUICK BROWN FOX JUMPS OVER THE LAZY DOG"
+    audio, rate = voices.synthesize(by_config[(1.0, 1.0)], text)
+    assert rate == 16000 and audio.dtype == np.float32 and 1.5 < len(audio) / rate < 5 and np.abs(audio).max() > 0.1
+    # Pico repeats itself only up to tiny differences (about -80 dB, scattered samples, seen after other engines
+    # ran in the same process): the same utterance, not the same bits, unlike espeak, flite and hibari.
+    again = voices.synthesize(by_config[(1.0, 1.0)], text)[0]
+    assert len(again) == len(audio) and np.sqrt(np.mean((again - audio) ** 2)) < 1e-3 * np.sqrt(np.mean(audio**2))
+    slow, _ = voices.synthesize(by_config[(0.85, 1.0)], text)
+    assert len(slow) > 1.1 * len(audio)
+    high, _ = voices.synthesize(by_config[(1.0, 1.12)], text)
+    assert len(high) == len(audio) and not np.array_equal(high, audio)
+
+
 def test_unknown_engine_is_a_clear_error(tmp_path, capsys):
-    with pytest.raises(ValueError, match="unknown TTS engine 'festival'.*espeak, flite, piper, hibari"):
+    with pytest.raises(ValueError, match="unknown TTS engine 'festival'.*espeak, flite, piper, hibari, pico"):
         voices.available_voices(["espeak", "festival"])
     assert synth(tmp_path, "--utterances", 1, "--engines", "festival") == 1
     assert "unknown TTS engine 'festival'" in capsys.readouterr().err

@@ -6,7 +6,8 @@
 
 Every voice configuration is a speaker (`training.voices`); the chapter number is derived from the subset name and
 the seed, so runs with different seeds add chapters instead of overwriting each other. The same seed gives the same
-files with the same transcripts and, for espeak, flite and hibari, the same audio (piper's noise is not seedable).
+files with the same transcripts and, for espeak, flite and hibari, the same audio (piper's noise is not seedable;
+pico's output can differ in scattered samples at about -80 dB).
 """
 from __future__ import annotations
 

