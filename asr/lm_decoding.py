@@ -51,15 +51,17 @@ _CLOSED = -1.0e4  # log-score of what a synthetic frame rules out
 
 @dataclass(frozen=True)
 class BeamSearchOptions:
-    """Search settings. lm_weight 0 searches the lexicon alone (no LM scores, faster)."""
+    """Search settings. lm_weight 0 searches the lexicon alone (no LM scores, faster). The defaults were chosen on
+    the real dev suite (`python -m training.tune_decoding`; beam_threshold 10 and blank_skip 0.98 gave the dev WER of
+    20 and 0.999, 66.2% vs 66.3%, in two thirds of the search time)."""
 
     beam_size: int = 16  # hypotheses kept per frame
     beam_size_token: int = 8  # most likely symbols tried per frame
-    beam_threshold: float = 20.0  # drop hypotheses this far (log) below the best
+    beam_threshold: float = 10.0  # drop hypotheses this far (log) below the best
     lm_weight: float = 1.0  # weight of the LM's log10 word probabilities (tuned on the real dev suite)
     word_score: float = 0.0  # bonus per word (insertion bonus)
     sil_score: float = 0.0  # bonus per word boundary frame
-    blank_skip: float | None = 0.999  # cut runs of frames at least this sure of blank; None keeps every frame
+    blank_skip: float | None = 0.98  # cut runs of frames at least this sure of blank; None keeps every frame
     look_back: int = 30  # searched frames kept uncommitted at a prune
     prune_every: int = 60  # searched frames between prunes
 

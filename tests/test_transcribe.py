@@ -9,6 +9,7 @@ import pytest
 
 import asr.transcribe
 from asr.audio import load_audio
+from asr.tokenizer import normalize_text
 from asr.transcribe import transcribe_audio, transcribe_file
 from tests.helpers import SENTENCES
 
@@ -70,14 +71,17 @@ def test_unknown_model_is_a_clear_error(speech_wav):
     assert result.returncode == 2 and "no such checkpoint" in result.stderr
 
 
-def test_offline_windows_agree_with_one_pass(offline_model, long_speech, monkeypatch):
+def test_offline_windows_are_as_accurate_as_one_pass(offline_model, long_speech, monkeypatch):
+    reference = normalize_text(" ".join(list(SENTENCES.values()) * 2))
     one_pass = transcribe_file(offline_model, long_speech).text
-    monkeypatch.setattr(asr.transcribe, "WINDOW_SECONDS", 4.0)
+    monkeypatch.setattr(asr.transcribe, "WINDOW_SECONDS", 4.0)  # five windows instead of one
     monkeypatch.setattr(asr.transcribe, "CONTEXT_SECONDS", 1.5)
     windowed = transcribe_file(offline_model, long_speech).text
-    # Windows differ only near their edges, a few characters each (a character model: one space moved is two words).
-    assert jiwer.cer(one_pass, windowed) <= 0.03 and abs(len(one_pass.split()) - len(windowed.split())) <= 2, (
-        jiwer.cer(one_pass, windowed), one_pass, windowed)
+    # Near a window's edge the BLSTM sees less of the audio than in one pass, so characters change there (the
+    # shipped model is unsure of espeak speech: about 3% of them); the windowed text must be as accurate.
+    assert windowed != ""
+    assert jiwer.cer(reference, windowed) <= jiwer.cer(reference, one_pass) + 0.01, (reference, one_pass, windowed)
+    assert abs(len(one_pass.split()) - len(windowed.split())) <= 2, (one_pass, windowed)
 
 
 def test_in_memory_and_file_agree(stream_model, speech_wav):

@@ -67,5 +67,5 @@ fi
 if stage evaluate; then
     python -m training.dev_suite --suite "$DATA/real" --extra "$DATA/corpus/test" --models stream offline \
         --pocketsphinx --json "$RUNS/dev_suite.json" | tee "$RUNS/dev_suite.md"
-    python -m training.plot_curves "$RUNS/stream-ft" "$RUNS/offline-ft" --out docs/training_curves.png
+    python -m training.plot_curves "$RUNS/stream" "$RUNS/stream-ft" "$RUNS/offline" "$RUNS/offline-ft" --out docs/training_curves.png
 fi
