@@ -16,6 +16,7 @@ import argparse
 import hashlib
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -76,9 +77,17 @@ def pocketsphinx_transcripts(utterances: list[Utterance]) -> dict[str, str]:
             continue
         hypotheses[utt.id] = cache[key]
     if len(cache) > cached:
-        POCKETSPHINX_CACHE.parent.mkdir(parents=True, exist_ok=True)
-        POCKETSPHINX_CACHE.write_text(json.dumps(cache))
+        _save_pocketsphinx_cache(cache)
     return hypotheses
+
+
+def _save_pocketsphinx_cache(cache: dict[str, str]) -> None:
+    """Merge into what is on disk now (another run may have added to it meanwhile) and replace it atomically."""
+    on_disk = json.loads(POCKETSPHINX_CACHE.read_text()) if POCKETSPHINX_CACHE.exists() else {}
+    POCKETSPHINX_CACHE.parent.mkdir(parents=True, exist_ok=True)
+    tmp = POCKETSPHINX_CACHE.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({**on_disk, **cache}))
+    os.replace(tmp, POCKETSPHINX_CACHE)
 
 
 def evaluate_suite(parts: dict[str, Path], models: list[str], pocketsphinx: bool,

@@ -37,13 +37,12 @@ fi
 if stage synth && [ ! -d "$DATA/corpus/train" ]; then
     bash training/recipe_data.sh "$DATA"
 fi
-# train_both SUFFIX STREAM_FLAGS OFFLINE_FLAGS [FLAG...]: both models at once into RUNS/stream$SUFFIX, RUNS/offline$SUFFIX
+# train_both SUFFIX STREAM_FLAGS OFFLINE_FLAGS: both models at once into RUNS/stream$SUFFIX and RUNS/offline$SUFFIX
 train_both() {
     local suffix=$1 stream_flags=$2 offline_flags=$3
-    shift 3
     local common=(--train "$DATA/real/train" "$DATA/real/train-aug1" "$DATA/corpus/train"
                   --dev "$DATA/real/dev/cv" "$DATA/real/dev/an4" "$DATA/real/dev/so762" --dev-max-utterances 400
-                  --normalization running --max-minutes "$MINUTES" --threads 1 --save-every 100 --resume "$@")
+                  --normalization running --max-minutes "$MINUTES" --threads 1 --save-every 100 --resume)
     # shellcheck disable=SC2086  # the flag strings split into flags
     asr train "${common[@]}" --out "$RUNS/stream$suffix" $STREAM_DIMS $stream_flags >> "$RUNS/stream$suffix.log" 2>&1 &
     # shellcheck disable=SC2086
