@@ -63,14 +63,22 @@ def test_page_transcribes_the_microphone(stream_model, microphone_wav, speech_wa
         finally:
             browser.close()
     assert text.strip(), "no final text reached the page"
-    # The worklet's 16 kHz PCM16 is the speech: find it in what arrived and compare the waveforms.
+    # The worklet's 16 kHz PCM16 is the speech: find it in what arrived and compare the waveforms. Chromium's fake
+    # microphone replays the file in a loop and, on a loaded machine, now and then drops or repeats a capture buffer
+    # (seen once in CI: one loop correlated 0.66). That is the capture, not the page: every loop that arrived is
+    # compared, and the best must match. A wrong resampler or sample format spoils every loop.
     pcm = np.frombuffer(b"".join(received), "<i2").astype(np.float32) / 32768
     speech = load_audio(speech_wav)
     loop = len(speech) + SAMPLE_RATE
     assert len(pcm) >= loop + len(speech)
-    lag = int(np.argmax(correlate(pcm[: loop + len(speech)], speech, mode="valid", method="fft")))
-    heard = pcm[lag : lag + len(speech)]
-    assert np.corrcoef(heard, speech)[0, 1] > 0.9
-    assert 0.8 < np.std(heard) / np.std(speech) < 1.25
+    matches = []  # (correlation, level ratio) of each loop's best-aligned copy of the speech
+    for start in range(0, len(pcm) - loop - len(speech) + 1, loop):
+        window = pcm[start : start + loop + len(speech)]
+        lag = int(np.argmax(correlate(window, speech, mode="valid", method="fft")))
+        heard = window[lag : lag + len(speech)]
+        matches.append((np.corrcoef(heard, speech)[0, 1], np.std(heard) / np.std(speech)))
+    correlation, level = max(matches)
+    assert correlation > 0.9, matches
+    assert 0.8 < level < 1.25, matches
     # The page shows exactly what the recognizer makes of the audio the page sent (its finals, in order).
     assert text.split() == stream_transcript(stream_model, b"".join(received)).split(), text

@@ -12,8 +12,9 @@
 #   2. synth     training/recipe_data.sh: 6 h synthetic train, dev, held-out synthetic test
 #   3. train     both models at once, one thread each, for at most MINUTES per call (--resume continues)
 #   4. finetune  a second cosine schedule from each model's best.pt (--init), lower peak rate -> RUNS/NAME-ft
-#   5. export    RUNS/NAME-ft/best.pt -> asr/models/NAME.pt (no optimizer state)
-#   6. evaluate  every dev-suite part and the synthetic test, pocketsphinx on the same files; curves
+#   5. finetune2 a third one from RUNS/NAME-ft/best.pt -> RUNS/NAME-ft2
+#   6. export    RUNS/NAME-ft2/best.pt -> asr/models/NAME.pt (no optimizer state)
+#   7. evaluate  every dev-suite part and the synthetic test, pocketsphinx on the same files; curves
 # STAGES="train" bash training/recipe.sh runs only the named stages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,13 +22,15 @@ REAL=${REAL:-../shared/data/real}
 DATA=${DATA:-data}
 RUNS=${RUNS:-runs}
 MINUTES=${MINUTES:-600}
-STAGES=${STAGES:-"real synth train finetune export evaluate"}
+STAGES=${STAGES:-"real synth train finetune finetune2 export evaluate"}
 STREAM_DIMS="--hidden 320 --layers 3 --stack 3"
 OFFLINE_DIMS="--hidden 256 --layers 3 --stack 3 --bidirectional"
 STREAM_ARGS=${STREAM_ARGS:-"--steps 3800 --eval-every 400 --lr 2e-3"}
 OFFLINE_ARGS=${OFFLINE_ARGS:-"--steps 1900 --eval-every 400 --lr 2e-3"}
 STREAM_FT_ARGS=${STREAM_FT_ARGS:-"--steps 2600 --warmup 100 --eval-every 400 --lr 1e-3"}
 OFFLINE_FT_ARGS=${OFFLINE_FT_ARGS:-"--steps 1400 --warmup 100 --eval-every 350 --lr 1e-3"}
+STREAM_FT2_ARGS=${STREAM_FT2_ARGS:-"--steps 2700 --warmup 100 --eval-every 450 --lr 1e-3 --seed 2"}
+OFFLINE_FT2_ARGS=${OFFLINE_FT2_ARGS:-"--steps 1450 --warmup 100 --eval-every 290 --lr 1e-3 --seed 2"}
 mkdir -p "$DATA" "$RUNS"
 stage() { [[ " $STAGES " == *" $1 "* ]]; }
 
@@ -52,19 +55,28 @@ train_both() {
 if stage train; then
     train_both "" "$STREAM_ARGS" "$OFFLINE_ARGS"
 fi
-if stage finetune; then
+# finetune FROM TO STREAM_FLAGS OFFLINE_FLAGS: a new schedule from each model's RUNS/NAME$FROM/best.pt
+finetune() {
+    local from=$1 to=$2
     for name in stream offline; do  # --init is read when a run starts; --resume continues a started one
-        [ -f "$RUNS/$name/best.pt" ] || { echo "finetune: $RUNS/$name/best.pt missing (run the train stage)"; exit 1; }
+        [ -f "$RUNS/$name$from/best.pt" ] || { echo "finetune: $RUNS/$name$from/best.pt missing (run the stage before)"; exit 1; }
     done
-    train_both "-ft" "$STREAM_FT_ARGS --init $RUNS/stream/best.pt" "$OFFLINE_FT_ARGS --init $RUNS/offline/best.pt"
+    train_both "$to" "$3 --init $RUNS/stream$from/best.pt" "$4 --init $RUNS/offline$from/best.pt"
+}
+if stage finetune; then
+    finetune "" "-ft" "$STREAM_FT_ARGS" "$OFFLINE_FT_ARGS"
+fi
+if stage finetune2; then
+    finetune "-ft" "-ft2" "$STREAM_FT2_ARGS" "$OFFLINE_FT2_ARGS"
 fi
 if stage export; then
     for name in stream offline; do
-        python -c "from asr.checkpoint import export_model; export_model('$RUNS/$name-ft/best.pt', 'asr/models/$name.pt')"
+        python -c "from asr.checkpoint import export_model; export_model('$RUNS/$name-ft2/best.pt', 'asr/models/$name.pt')"
     done
 fi
 if stage evaluate; then
     python -m training.dev_suite --suite "$DATA/real" --extra "$DATA/corpus/test" --models stream offline \
         --pocketsphinx --json "$RUNS/dev_suite.json" | tee "$RUNS/dev_suite.md"
-    python -m training.plot_curves "$RUNS/stream" "$RUNS/stream-ft" "$RUNS/offline" "$RUNS/offline-ft" --out docs/training_curves.png
+    python -m training.plot_curves "$RUNS/stream" "$RUNS/stream-ft" "$RUNS/stream-ft2" \
+        "$RUNS/offline" "$RUNS/offline-ft" "$RUNS/offline-ft2" --out docs/training_curves.png
 fi
