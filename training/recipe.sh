@@ -31,6 +31,7 @@ STREAM_FT_ARGS=${STREAM_FT_ARGS:-"--steps 2600 --warmup 100 --eval-every 400 --l
 OFFLINE_FT_ARGS=${OFFLINE_FT_ARGS:-"--steps 1400 --warmup 100 --eval-every 350 --lr 1e-3"}
 STREAM_FT2_ARGS=${STREAM_FT2_ARGS:-"--steps 2700 --warmup 100 --eval-every 450 --lr 1e-3 --seed 2"}
 OFFLINE_FT2_ARGS=${OFFLINE_FT2_ARGS:-"--steps 1450 --warmup 100 --eval-every 290 --lr 1e-3 --seed 2"}
+SHIPPED=-ft2  # the phase whose best.pt is exported
 mkdir -p "$DATA" "$RUNS"
 stage() { [[ " $STAGES " == *" $1 "* ]]; }
 
@@ -71,7 +72,7 @@ if stage finetune2; then
 fi
 if stage export; then
     for name in stream offline; do
-        python -c "from asr.checkpoint import export_model; export_model('$RUNS/$name-ft2/best.pt', 'asr/models/$name.pt')"
+        python -c "from asr.checkpoint import export_model; export_model('$RUNS/$name$SHIPPED/best.pt', 'asr/models/$name.pt')"
     done
 fi
 if stage evaluate; then
