@@ -29,7 +29,8 @@ SENTENCES = [
 
 
 def need(*binaries):
-    for binary, package in (("espeak-ng", "espeak-ng"), ("flite", "flite")):
+    for binary, package in (("espeak-ng", "espeak-ng"), ("flite", "flite"),
+                            ("RHVoice-test", "rhvoice rhvoice-english (Debian non-free)")):
         if binary in binaries and not shutil.which(binary):
             pytest.skip(f"{binary} is not installed: apt-get install -y {package}")
 
@@ -145,8 +146,28 @@ def test_pico_voices_speak_deterministically_at_their_rate_and_pitch():
     assert len(high) == len(audio) and not np.array_equal(high, audio)
 
 
+def test_rhvoice_voices_are_the_free_ones_and_follow_rate_and_pitch():
+    need("RHVoice-test")  # Debian non-free; not on CI machines
+    rh = voices.available_voices(["rhvoice"])
+    assert {v.name for v in rh} == {"bdl", "clb", "slt", "alan"}, "the CC-BY-NC-ND voices stay out"
+    by_config = {(v.speed, v.pitch): v for v in rh if v.name == "bdl"}
+    text = "THE QUICK BROWN FOX JUMPS OVER THE LAZY DOG"
+    audio, rate = voices.synthesize(by_config[(1.0, 1.0)], text)
+    assert rate == 24000 and audio.dtype == np.float32 and 1.5 < len(audio) / rate < 5 and np.abs(audio).max() > 0.1
+    assert np.array_equal(voices.synthesize(by_config[(1.0, 1.0)], text)[0], audio), "deterministic"
+    fast, _ = voices.synthesize(by_config[(1.15, 1.0)], text)
+    assert len(fast) < len(audio) / 1.1
+
+    def mean_f0(x):  # autocorrelation peak of the loud 40 ms frames, 60..400 Hz
+        frames = [x[i:i + 960] for i in range(0, len(x) - 960, 480) if np.sqrt(np.mean(x[i:i + 960] ** 2)) > 0.05]
+        lags = [np.argmax(np.correlate(f, f, "full")[959 + 60:959 + 400]) + 60 for f in frames]
+        return rate / np.median(lags)
+    high, _ = voices.synthesize(by_config[(1.0, 1.12)], text)
+    assert 1.05 < mean_f0(high) / mean_f0(audio) < 1.2
+
+
 def test_unknown_engine_is_a_clear_error(tmp_path, capsys):
-    with pytest.raises(ValueError, match="unknown TTS engine 'festival'.*espeak, flite, piper, hibari, pico"):
+    with pytest.raises(ValueError, match="unknown TTS engine 'festival'.*espeak, flite, piper, hibari, pico, rhvoice"):
         voices.available_voices(["espeak", "festival"])
     assert synth(tmp_path, "--utterances", 1, "--engines", "festival") == 1
     assert "unknown TTS engine 'festival'" in capsys.readouterr().err

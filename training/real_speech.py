@@ -24,6 +24,7 @@ import argparse
 import gzip
 import hashlib
 import logging
+import re
 import subprocess
 import sys
 from collections import defaultdict
@@ -41,6 +42,7 @@ CV_MAX_HELDOUT_CLIPS = 40   # speakers with more clips than this always train (a
 SO762_DEV_PER_SPEAKER = 4  # of its 20 test prompts per speaker: 500 utterances keep the suite quick to score
 ASTERISK_SOUNDS = Path("/usr/share/asterisk/sounds/en")
 ASTERISK_TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
+DIGIT_WORDS = ("ZERO", "ONE", "TWO", "THREE", "FOUR", "FIVE", "SIX", "SEVEN", "EIGHT", "NINE")
 
 
 def chapter(utt: Utterance) -> str:
@@ -66,6 +68,15 @@ def split_common_voice(utterances: list[Utterance]) -> dict[str, list[Utterance]
     return parts
 
 
+def asterisk_words(text: str) -> str:
+    """What a prompt of core-sounds-en.txt says, normalised: notes in parentheses ("(simple tone sound plays)",
+    "(10 seconds of silence)") are not spoken, a lone digit is read as its word ("Press 1 for" -> PRESS ONE FOR).
+    "" when it says nothing or a number whose reading is unsure ("H.323", "28.8", "1234", "3D")."""
+    text = re.sub(r"\([^)]*\)", " ", text)
+    text = re.sub(r"(?<![\w.])(\d)(?!\w|\.\d)", lambda m: f" {DIGIT_WORDS[int(m[1])]} ", text)
+    return "" if re.search(r"\d", text) else normalize_text(text)
+
+
 def asterisk_prompts(out: Path) -> list[Utterance]:
     """The G.722 prompts of asterisk-core-sounds-en-g722 decoded to 16 kHz FLAC under `out` (speaker 99001)."""
     if not ASTERISK_TRANSCRIPTS.exists() or not ASTERISK_SOUNDS.is_dir():
@@ -74,8 +85,8 @@ def asterisk_prompts(out: Path) -> list[Utterance]:
     texts = {}
     for line in gzip.open(ASTERISK_TRANSCRIPTS, "rt", encoding="utf-8", errors="replace"):
         name, sep, text = line.partition(":")
-        if sep and normalize_text(text) and not name.startswith(("#", ";")):
-            texts[name.strip()] = normalize_text(text)
+        if sep and asterisk_words(text) and not name.startswith(("#", ";")):
+            texts[name.strip()] = asterisk_words(text)
     audio_dir = out / "audio"
     audio_dir.mkdir(parents=True, exist_ok=True)
     utterances = []

