@@ -1,8 +1,11 @@
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
 
-from training.librispeech import CorpusError, load_manifest, load_manifests
+from training.librispeech import CorpusError, load_manifest, load_manifests, write_subset
 
 
 def make_subset(root, speakers=2, chapters=2, utterances=3):
@@ -72,3 +75,19 @@ def test_transcript_that_is_not_utf8_names_file_and_line(tmp_path, monkeypatch):
     trans.write_bytes(b"100-200-0000 HELLO\n100-200-0001 CAF\xe9 AU LAIT\n")
     with pytest.raises(CorpusError, match=r"100-200.trans.txt:2: not UTF-8 text \(byte 0xe9 at column 17\)"):
         load_manifest(subset)
+
+
+def test_write_subset_links_audio_and_rewrites_in_place(tmp_path, monkeypatch):
+    monkeypatch.setattr("training.librispeech.CACHE_DIR", tmp_path / "cache")
+    source = load_manifest(make_subset(tmp_path / "source", speakers=1, chapters=1))
+    out = tmp_path / "out" / "dev" / "part"
+    write_subset(out, source[:2])
+    first = load_manifest(out)
+    assert [u.text for u in first] == [u.text for u in source[:2]]
+    assert all(Path(u.path).is_symlink() and Path(u.path).resolve() == Path(s.path).resolve()
+               for u, s in zip(first, source))
+    retold = [replace(u, text="OTHER WORDS") for u in source]
+    write_subset(out, retold)
+    assert [u.text for u in load_manifest(out)] == ["OTHER WORDS"] * 3
+    assert Path(first[0].path).exists(), "a path read before the rewrite still names the audio"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["part"], "no half-written or old copy is left"

@@ -143,8 +143,10 @@ def load_manifests(subset_dirs: list[str | os.PathLike]) -> list[Utterance]:
 
 def write_subset(subset_dir: str | os.PathLike, utterances: list[Utterance]) -> None:
     """Write `utterances` as a LibriSpeech-format subset: audio files linked (not copied) under their ids, one
-    trans.txt per speaker and chapter. Replaces whatever `subset_dir` held, so writing is idempotent."""
-    subset_dir = Path(subset_dir)
+    trans.txt per speaker and chapter. Replaces whatever `subset_dir` held, so writing is idempotent; the new subset
+    is built beside it and swapped in, so a training run reading the old one meanwhile keeps finding its files."""
+    final_dir = Path(subset_dir)
+    subset_dir = final_dir.with_name(final_dir.name + ".new")
     if subset_dir.exists():
         shutil.rmtree(subset_dir)
     chapters: dict[Path, list[str]] = {}
@@ -158,3 +160,10 @@ def write_subset(subset_dir: str | os.PathLike, utterances: list[Utterance]) -> 
     for folder, lines in chapters.items():
         speaker, chapter_id = folder.parent.name, folder.name
         (folder / f"{speaker}-{chapter_id}.trans.txt").write_text("".join(lines), encoding="utf-8")
+    subset_dir.mkdir(parents=True, exist_ok=True)  # an empty subset is still a directory
+    old_dir = final_dir.with_name(final_dir.name + ".old")
+    shutil.rmtree(old_dir, ignore_errors=True)
+    if final_dir.exists():
+        final_dir.rename(old_dir)
+    subset_dir.rename(final_dir)
+    shutil.rmtree(old_dir, ignore_errors=True)
