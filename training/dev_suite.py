@@ -47,10 +47,9 @@ POCKETSPHINX_CACHE = CACHE_DIR.parent / "pocketsphinx" / "hypotheses.json"
 
 
 def audio_key(path: str) -> str:
-    """A file's identity for the pocketsphinx cache: where it really is (links resolved), its size and mtime."""
-    real = Path(path).resolve()
-    stat = real.stat()
-    return hashlib.sha1(f"{real}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
+    """A file's identity for the pocketsphinx cache: a hash of its bytes, so a copy, a link or the same corpus synced
+    again (new mtimes) keeps its entry, and a changed file gets a new one."""
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
 
 
 def pocketsphinx_transcripts(utterances: list[Utterance]) -> dict[str, str]:

@@ -36,7 +36,7 @@ STREAM_FT2_ARGS=${STREAM_FT2_ARGS:-"--steps 2700 --warmup 100 --eval-every 450 -
 OFFLINE_FT2_ARGS=${OFFLINE_FT2_ARGS:-"--steps 1450 --warmup 100 --eval-every 290 --lr 1e-3 --seed 2"}
 STREAM_FT3_ARGS=${STREAM_FT3_ARGS:-"--steps 2700 --warmup 100 --eval-every 450 --lr 1e-3 --seed 3"}
 OFFLINE_FT3_ARGS=${OFFLINE_FT3_ARGS:-"--steps 1450 --warmup 100 --eval-every 290 --lr 1e-3 --seed 3"}
-SHIPPED=-ft2  # the phase whose best.pt is exported
+SHIPPED=-ft3  # the phase whose best.pt is exported
 mkdir -p "$DATA" "$RUNS"
 stage() { [[ " $STAGES " == *" $1 "* ]]; }
 
@@ -92,6 +92,6 @@ fi
 if stage evaluate; then
     python -m training.dev_suite --suite "$DATA/real" --extra "$DATA/corpus/test" --models stream offline \
         --pocketsphinx --json "$RUNS/dev_suite.json" | tee "$RUNS/dev_suite.md"
-    python -m training.plot_curves "$RUNS/stream" "$RUNS/stream-ft" "$RUNS/stream-ft2" \
-        "$RUNS/offline" "$RUNS/offline-ft" "$RUNS/offline-ft2" --out docs/training_curves.png
+    python -m training.plot_curves "$RUNS/stream" "$RUNS/stream-ft" "$RUNS/stream-ft2" "$RUNS/stream-ft3" \
+        "$RUNS/offline" "$RUNS/offline-ft" "$RUNS/offline-ft2" "$RUNS/offline-ft3" --out docs/training_curves.png
 fi
