@@ -11,7 +11,8 @@
 # Stages (each skipped when its output exists; train continues from RUNS/*/last.pt):
 #   1. real      training.real_speech: train / dev suite / held-out sentences, one augmented copy of train
 #   2. synth     training/recipe_data.sh: 6 h synthetic train, dev, held-out synthetic test
-#      voices    1.5 h more synthetic train from the engines added since (SVOX Pico, RHVoice), for later phases
+#      voices    1.5 h more synthetic train from the engines added since (SVOX Pico, RHVoice), for a later phase;
+#                not a default stage: no shipped model has heard it yet (STAGES=voices makes it)
 #   3. train     both models at once, one thread each, for at most MINUTES per call (--resume continues)
 #   4. finetune  a second cosine schedule from each model's best.pt (--init), lower peak rate -> RUNS/NAME-ft
 #   5. finetune2 a third one from RUNS/NAME-ft/best.pt -> RUNS/NAME-ft2
@@ -25,7 +26,7 @@ REAL=${REAL:-../shared/data/real}
 DATA=${DATA:-data}
 RUNS=${RUNS:-runs}
 MINUTES=${MINUTES:-600}
-STAGES=${STAGES:-"real synth voices train finetune finetune2 finetune3 export evaluate"}
+STAGES=${STAGES:-"real synth train finetune finetune2 finetune3 export evaluate"}
 STREAM_DIMS="--hidden 320 --layers 3 --stack 3"
 OFFLINE_DIMS="--hidden 256 --layers 3 --stack 3 --bidirectional"
 STREAM_ARGS=${STREAM_ARGS:-"--steps 3800 --eval-every 400 --lr 2e-3"}

@@ -19,10 +19,12 @@ $SYNTH "$DATA/corpus" --subset test --utterances 300 --seed 7 --dry-run \
     --write-sentences "$DATA/test_sentences.txt"
 
 # Test and dev: the engines the shipped corpus was made with (later engines would change these sets).
-$SYNTH "$DATA/corpus" --subset test --voices test --engines espeak,flite,piper,hibari --text-file "$DATA/test_sentences.txt" \
+$SYNTH "$DATA/corpus" --subset test --voices test --engines espeak,flite,piper,hibari \
+    --text-file "$DATA/test_sentences.txt" \
     --utterances 300 --seed 7 --overwrite
 
-$SYNTH "$DATA/corpus" --subset dev --voices train --engines espeak,flite,piper,hibari --hours 0.25 --seed 11 --overwrite \
+$SYNTH "$DATA/corpus" --subset dev --voices train --engines espeak,flite,piper,hibari --hours 0.25 --seed 11 \
+    --overwrite \
     --exclude-sentences "$DATA/test_sentences.txt" --write-sentences "$DATA/dev_sentences.txt"
 
 # Training voices: espeak-ng, flite and hibari only. piper's joe voice is fine-tuned from the lessac voice, whose

@@ -15,9 +15,9 @@ Six engines, from robotic to natural:
     train, test = split_voices(voices, test_fraction=0.2, seed=0)
     audio, sample_rate = synthesize(voices[0], "hello there")
 
-`split_voices` holds out whole timbres: an espeak variant held out for testing is held out in every accent, a flite
-voice (and a pico or rhvoice voice) at every duration and pitch. Piper and hibari have one speaker each, so their test configurations differ from
-the training ones only in rate, noise and pronunciation.
+`split_voices` holds out whole timbres: an espeak variant held out for testing is held out in every accent, a flite,
+pico or rhvoice voice at every duration and pitch. Piper and hibari have one speaker each, so their test
+configurations differ from the training ones only in rate, noise and pronunciation.
 """
 from __future__ import annotations
 
