@@ -146,13 +146,12 @@ def write_subset(subset_dir: str | os.PathLike, utterances: list[Utterance]) -> 
     trans.txt per speaker and chapter. Replaces whatever `subset_dir` held, so writing is idempotent; the new subset
     is built beside it and swapped in, so a training run reading the old one meanwhile keeps finding its files."""
     final_dir = Path(subset_dir)
-    subset_dir = final_dir.with_name(final_dir.name + ".new")
-    if subset_dir.exists():
-        shutil.rmtree(subset_dir)
+    new_dir = final_dir.with_name(final_dir.name + ".new")
+    shutil.rmtree(new_dir, ignore_errors=True)
     chapters: dict[Path, list[str]] = {}
     for utt in utterances:
         speaker, chapter_id, _ = utt.id.split("-")
-        folder = subset_dir / speaker / chapter_id
+        folder = new_dir / speaker / chapter_id
         folder.mkdir(parents=True, exist_ok=True)
         source = Path(utt.path).resolve()
         (folder / f"{utt.id}{source.suffix}").symlink_to(source)
@@ -160,10 +159,10 @@ def write_subset(subset_dir: str | os.PathLike, utterances: list[Utterance]) -> 
     for folder, lines in chapters.items():
         speaker, chapter_id = folder.parent.name, folder.name
         (folder / f"{speaker}-{chapter_id}.trans.txt").write_text("".join(lines), encoding="utf-8")
-    subset_dir.mkdir(parents=True, exist_ok=True)  # an empty subset is still a directory
+    new_dir.mkdir(parents=True, exist_ok=True)  # an empty subset is still a directory
     old_dir = final_dir.with_name(final_dir.name + ".old")
     shutil.rmtree(old_dir, ignore_errors=True)
     if final_dir.exists():
         final_dir.rename(old_dir)
-    subset_dir.rename(final_dir)
+    new_dir.rename(final_dir)
     shutil.rmtree(old_dir, ignore_errors=True)

@@ -85,8 +85,8 @@ def asterisk_prompts(out: Path) -> list[Utterance]:
     texts = {}
     for line in gzip.open(ASTERISK_TRANSCRIPTS, "rt", encoding="utf-8", errors="replace"):
         name, sep, text = line.partition(":")
-        if sep and asterisk_words(text) and not name.startswith(("#", ";")):
-            texts[name.strip()] = asterisk_words(text)
+        if sep and not name.startswith(("#", ";")) and (words := asterisk_words(text)):
+            texts[name.strip()] = words
     audio_dir = out / "audio"
     audio_dir.mkdir(parents=True, exist_ok=True)
     utterances = []
