@@ -50,8 +50,9 @@ def test_page_transcribes_the_microphone(stream_model, microphone_wav, speech_wa
             errors = []
             page.on("pageerror", lambda error: errors.append(str(error)))
             page.goto(f"http://127.0.0.1:{server.port}/?autostart=1")
-            # The worklet sends 100 ms chunks: 55 replies are 5.5 s of microphone, all of the speech at least once.
-            page.wait_for_function("Number(document.querySelector('#transcript').dataset.replies) >= 55",
+            # The worklet sends 100 ms chunks: 100 replies are 10 s of microphone, the speech's loop at least twice
+            # (the comparison below needs more than one loop when the fake microphone drops a buffer in one).
+            page.wait_for_function("Number(document.querySelector('#transcript').dataset.replies) >= 100",
                                    timeout=60_000)
             # the loop's trailing second of silence is an endpoint: a final appears by itself
             page.wait_for_function("document.querySelector('#transcript .final') !== null", timeout=60_000)
