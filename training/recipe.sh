@@ -11,14 +11,14 @@
 # Stages (each skipped when its output exists; train continues from RUNS/*/last.pt):
 #   1. real      training.real_speech: train / dev suite / held-out sentences, one augmented copy of train
 #   2. synth     training/recipe_data.sh: 6 h synthetic train, dev, held-out synthetic test
-#      voices    1.5 h more synthetic train from the engines added since (SVOX Pico, RHVoice), for a later phase;
-#                not a default stage: no shipped model has heard it yet (STAGES=voices makes it)
+#      voices    1.5 h more synthetic train from the engines added since (SVOX Pico, RHVoice), read by finetune4
 #   3. train     both models at once, one thread each, for at most MINUTES per call (--resume continues)
 #   4. finetune  a second cosine schedule from each model's best.pt (--init), lower peak rate -> RUNS/NAME-ft
 #   5. finetune2 a third one from RUNS/NAME-ft/best.pt -> RUNS/NAME-ft2
 #   6. finetune3 a fourth one from RUNS/NAME-ft2/best.pt -> RUNS/NAME-ft3
-#   7. export    RUNS/NAME$SHIPPED/best.pt -> asr/models/NAME.pt (no optimizer state)
-#   8. evaluate  every dev-suite part and the synthetic test, pocketsphinx on the same files; curves
+#   7. finetune4 a fifth one from RUNS/NAME-ft3/best.pt, DATA/corpus-voices/train added -> RUNS/NAME-ft4
+#   8. export    RUNS/NAME$SHIPPED/best.pt -> asr/models/NAME.pt (no optimizer state)
+#   9. evaluate  every dev-suite part and the synthetic test, pocketsphinx on the same files; curves
 # STAGES="train" bash training/recipe.sh runs only the named stages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +26,7 @@ REAL=${REAL:-../shared/data/real}
 DATA=${DATA:-data}
 RUNS=${RUNS:-runs}
 MINUTES=${MINUTES:-600}
-STAGES=${STAGES:-"real synth train finetune finetune2 finetune3 export evaluate"}
+STAGES=${STAGES:-"real synth voices train finetune finetune2 finetune3 finetune4 export evaluate"}
 STREAM_DIMS="--hidden 320 --layers 3 --stack 3"
 OFFLINE_DIMS="--hidden 256 --layers 3 --stack 3 --bidirectional"
 STREAM_ARGS=${STREAM_ARGS:-"--steps 3800 --eval-every 400 --lr 2e-3"}
@@ -37,7 +37,9 @@ STREAM_FT2_ARGS=${STREAM_FT2_ARGS:-"--steps 2700 --warmup 100 --eval-every 450 -
 OFFLINE_FT2_ARGS=${OFFLINE_FT2_ARGS:-"--steps 1450 --warmup 100 --eval-every 290 --lr 1e-3 --seed 2"}
 STREAM_FT3_ARGS=${STREAM_FT3_ARGS:-"--steps 2700 --warmup 100 --eval-every 450 --lr 1e-3 --seed 3"}
 OFFLINE_FT3_ARGS=${OFFLINE_FT3_ARGS:-"--steps 1450 --warmup 100 --eval-every 290 --lr 1e-3 --seed 3"}
-SHIPPED=-ft3  # the phase whose best.pt is exported
+STREAM_FT4_ARGS=${STREAM_FT4_ARGS:-"--steps 2700 --warmup 100 --eval-every 450 --lr 1e-3 --seed 4"}
+OFFLINE_FT4_ARGS=${OFFLINE_FT4_ARGS:-"--steps 1450 --warmup 100 --eval-every 290 --lr 1e-3 --seed 4"}
+SHIPPED=-ft4  # the phase whose best.pt is exported
 mkdir -p "$DATA" "$RUNS"
 stage() { [[ " $STAGES " == *" $1 "* ]]; }
 
@@ -53,10 +55,11 @@ if stage voices && [ ! -d "$DATA/corpus-voices/train" ]; then   # RHVoice: Debia
         --exclude-sentences "$DATA/dev_sentences.txt" --exclude-sentences "$DATA/real/heldout_sentences.txt" \
         --write-sentences "$DATA/voices_sentences.txt"
 fi
-# train_both SUFFIX STREAM_FLAGS OFFLINE_FLAGS: both models at once into RUNS/stream$SUFFIX and RUNS/offline$SUFFIX
+# train_both SUFFIX STREAM_FLAGS OFFLINE_FLAGS [TRAIN_DIR...]: both models at once into RUNS/stream$SUFFIX and
+# RUNS/offline$SUFFIX, on the real and synthetic training sets and any TRAIN_DIR
 train_both() {
     local suffix=$1 stream_flags=$2 offline_flags=$3
-    local common=(--train "$DATA/real/train" "$DATA/real/train-aug1" "$DATA/corpus/train"
+    local common=(--train "$DATA/real/train" "$DATA/real/train-aug1" "$DATA/corpus/train" "${@:4}"
                   --dev "$DATA/real/dev/cv" "$DATA/real/dev/an4" "$DATA/real/dev/so762" --dev-max-utterances 400
                   --normalization running --max-minutes "$MINUTES" --threads 1 --save-every 100 --resume)
     # shellcheck disable=SC2086  # the flag strings split into flags
@@ -68,13 +71,13 @@ train_both() {
 if stage train; then
     train_both "" "$STREAM_ARGS" "$OFFLINE_ARGS"
 fi
-# finetune FROM TO STREAM_FLAGS OFFLINE_FLAGS: a new schedule from each model's RUNS/NAME$FROM/best.pt
+# finetune FROM TO STREAM_FLAGS OFFLINE_FLAGS [TRAIN_DIR...]: a new schedule from each model's RUNS/NAME$FROM/best.pt
 finetune() {
     local from=$1 to=$2
     for name in stream offline; do  # --init is read when a run starts; --resume continues a started one
         [ -f "$RUNS/$name$from/best.pt" ] || { echo "finetune: $RUNS/$name$from/best.pt missing (run the stage before)"; exit 1; }
     done
-    train_both "$to" "$3 --init $RUNS/stream$from/best.pt" "$4 --init $RUNS/offline$from/best.pt"
+    train_both "$to" "$3 --init $RUNS/stream$from/best.pt" "$4 --init $RUNS/offline$from/best.pt" "${@:5}"
 }
 if stage finetune; then
     finetune "" "-ft" "$STREAM_FT_ARGS" "$OFFLINE_FT_ARGS"
@@ -85,6 +88,9 @@ fi
 if stage finetune3; then
     finetune "-ft2" "-ft3" "$STREAM_FT3_ARGS" "$OFFLINE_FT3_ARGS"
 fi
+if stage finetune4; then
+    finetune "-ft3" "-ft4" "$STREAM_FT4_ARGS" "$OFFLINE_FT4_ARGS" "$DATA/corpus-voices/train"
+fi
 if stage export; then
     for name in stream offline; do
         python -c "from asr.checkpoint import export_model; export_model('$RUNS/$name$SHIPPED/best.pt', 'asr/models/$name.pt')"
@@ -93,6 +99,6 @@ fi
 if stage evaluate; then
     python -m training.dev_suite --suite "$DATA/real" --extra "$DATA/corpus/test" --models stream offline \
         --pocketsphinx --json "$RUNS/dev_suite.json" | tee "$RUNS/dev_suite.md"
-    python -m training.plot_curves "$RUNS/stream" "$RUNS/stream-ft" "$RUNS/stream-ft2" "$RUNS/stream-ft3" \
-        "$RUNS/offline" "$RUNS/offline-ft" "$RUNS/offline-ft2" "$RUNS/offline-ft3" --out docs/training_curves.png
+    python -m training.plot_curves "$RUNS"/stream{,-ft,-ft2,-ft3,-ft4} "$RUNS"/offline{,-ft,-ft2,-ft3,-ft4} \
+        --out docs/training_curves.png
 fi
