@@ -21,6 +21,23 @@ if not shutil.which(CHROMIUM):
     pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium", allow_module_level=True)
 
 
+def speech_block_matches(heard: np.ndarray, speech: np.ndarray, block: int) -> list[tuple[float, float]]:
+    """(correlation, level ratio) of each voiced `block`-sample piece of `speech` (samples,) at its best-correlated
+    place in `heard` (samples,) (normalised cross-correlation, so a loud place does not outbid the right one)."""
+    matches = []
+    loudest = max(np.std(speech[i : i + block]) for i in range(0, len(speech) - block + 1, block))
+    for i in range(0, len(speech) - block + 1, block):
+        piece = speech[i : i + block]
+        if np.std(piece) < 0.1 * loudest:
+            continue  # silence and breath match anything
+        energy = np.concatenate([[0.0], np.cumsum(heard.astype(np.float64) ** 2)])
+        norms = np.sqrt(np.maximum(energy[block:] - energy[:-block], 1e-12))  # of each block-long window of heard
+        lag = int(np.argmax(correlate(heard, piece, mode="valid", method="fft") / norms))
+        found = heard[lag : lag + block]
+        matches.append((float(np.corrcoef(found, piece)[0, 1]), float(np.std(found) / np.std(piece))))
+    return matches
+
+
 @pytest.fixture(scope="module")
 def microphone_wav(speech_wav, tmp_path_factory):
     """The speech, then a second of silence (an endpoint), as a 48 kHz 16-bit WAV: Chromium loops it as the mic."""
@@ -65,21 +82,17 @@ def test_page_transcribes_the_microphone(stream_model, microphone_wav, speech_wa
             browser.close()
     assert text.strip(), "no final text reached the page"
     # The worklet's 16 kHz PCM16 is the speech: find it in what arrived and compare the waveforms. Chromium's fake
-    # microphone replays the file in a loop and, on a loaded machine, now and then drops or repeats a capture buffer
-    # (seen once in CI: one loop correlated 0.66). That is the capture, not the page: every loop that arrived is
-    # compared, and the best must match. A wrong resampler or sample format spoils every loop.
+    # microphone replays the file in a loop and, on a loaded machine, drops or repeats capture buffers (seen in CI:
+    # loops that correlated 0.66, and 0.08 and 0.31 as wholes). That is the capture, not the page, so the speech is
+    # compared in 0.125 s blocks, each at its best place in all that arrived: a glitch spoils the blocks it falls in; a
+    # wrong resampler (rate, filter) or sample format spoils every block.
     pcm = np.frombuffer(b"".join(received), "<i2").astype(np.float32) / 32768
     speech = load_audio(speech_wav)
-    loop = len(speech) + SAMPLE_RATE
-    assert len(pcm) >= loop + len(speech)
-    matches = []  # (correlation, level ratio) of each loop's best-aligned copy of the speech
-    for start in range(0, len(pcm) - loop - len(speech) + 1, loop):
-        window = pcm[start : start + loop + len(speech)]
-        lag = int(np.argmax(correlate(window, speech, mode="valid", method="fft")))
-        heard = window[lag : lag + len(speech)]
-        matches.append((np.corrcoef(heard, speech)[0, 1], np.std(heard) / np.std(speech)))
-    correlation, level = max(matches)
-    assert correlation > 0.9, matches
-    assert 0.8 < level < 1.25, matches
+    assert len(pcm) >= 2 * (len(speech) + SAMPLE_RATE), "less than two loops of the microphone arrived"
+    matches = speech_block_matches(pcm, speech, SAMPLE_RATE // 8)
+    correlations = np.array([c for c, _ in matches])
+    levels = np.array([level for _, level in matches])
+    assert np.mean(correlations > 0.9) >= 0.8, matches
+    assert 0.8 < np.median(levels) < 1.25, matches
     # The page shows exactly what the recognizer makes of the audio the page sent (its finals, in order).
     assert text.split() == stream_transcript(stream_model, b"".join(received)).split(), text

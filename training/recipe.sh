@@ -14,11 +14,11 @@
 #      voices    1.5 h more synthetic train from the engines added since (SVOX Pico, RHVoice), read by finetune4
 #   3. train     both models at once, one thread each, for at most MINUTES per call (--resume continues)
 #   4. finetune  a second cosine schedule from each model's best.pt (--init), lower peak rate -> RUNS/NAME-ft
-#   5. finetune2 a third one from RUNS/NAME-ft/best.pt -> RUNS/NAME-ft2
-#   6. finetune3 a fourth one from RUNS/NAME-ft2/best.pt -> RUNS/NAME-ft3
-#   7. finetune4 a fifth one from RUNS/NAME-ft3/best.pt, DATA/corpus-voices/train added -> RUNS/NAME-ft4
-#   8. export    RUNS/NAME$SHIPPED/best.pt -> asr/models/NAME.pt (no optimizer state)
-#   9. evaluate  every dev-suite part and the synthetic test, pocketsphinx on the same files; curves
+#   5. finetune2, finetune3, finetune4: finetuneN is one more schedule from RUNS/NAME-ft(N-1)/best.pt, seed N ->
+#                RUNS/NAME-ftN; finetune4 and on add DATA/corpus-voices/train. finetune5, the next phase, is not a
+#                default stage until its models are judged (STAGES=finetune5 runs it)
+#   6. export    RUNS/NAME$SHIPPED/best.pt -> asr/models/NAME.pt (no optimizer state)
+#   7. evaluate  every dev-suite part and the synthetic test, pocketsphinx on the same files; curves
 # STAGES="train" bash training/recipe.sh runs only the named stages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,12 +33,8 @@ STREAM_ARGS=${STREAM_ARGS:-"--steps 3800 --eval-every 400 --lr 2e-3"}
 OFFLINE_ARGS=${OFFLINE_ARGS:-"--steps 1900 --eval-every 400 --lr 2e-3"}
 STREAM_FT_ARGS=${STREAM_FT_ARGS:-"--steps 2600 --warmup 100 --eval-every 400 --lr 1e-3"}
 OFFLINE_FT_ARGS=${OFFLINE_FT_ARGS:-"--steps 1400 --warmup 100 --eval-every 350 --lr 1e-3"}
-STREAM_FT2_ARGS=${STREAM_FT2_ARGS:-"--steps 2700 --warmup 100 --eval-every 450 --lr 1e-3 --seed 2"}
-OFFLINE_FT2_ARGS=${OFFLINE_FT2_ARGS:-"--steps 1450 --warmup 100 --eval-every 290 --lr 1e-3 --seed 2"}
-STREAM_FT3_ARGS=${STREAM_FT3_ARGS:-"--steps 2700 --warmup 100 --eval-every 450 --lr 1e-3 --seed 3"}
-OFFLINE_FT3_ARGS=${OFFLINE_FT3_ARGS:-"--steps 1450 --warmup 100 --eval-every 290 --lr 1e-3 --seed 3"}
-STREAM_FT4_ARGS=${STREAM_FT4_ARGS:-"--steps 2700 --warmup 100 --eval-every 450 --lr 1e-3 --seed 4"}
-OFFLINE_FT4_ARGS=${OFFLINE_FT4_ARGS:-"--steps 1450 --warmup 100 --eval-every 290 --lr 1e-3 --seed 4"}
+STREAM_FTN_ARGS=${STREAM_FTN_ARGS:-"--steps 2700 --warmup 100 --eval-every 450 --lr 1e-3"}   # finetuneN, --seed N
+OFFLINE_FTN_ARGS=${OFFLINE_FTN_ARGS:-"--steps 1450 --warmup 100 --eval-every 290 --lr 1e-3"}
 SHIPPED=-ft4  # the phase whose best.pt is exported
 mkdir -p "$DATA" "$RUNS"
 stage() { [[ " $STAGES " == *" $1 "* ]]; }
@@ -82,15 +78,13 @@ finetune() {
 if stage finetune; then
     finetune "" "-ft" "$STREAM_FT_ARGS" "$OFFLINE_FT_ARGS"
 fi
-if stage finetune2; then
-    finetune "-ft" "-ft2" "$STREAM_FT2_ARGS" "$OFFLINE_FT2_ARGS"
-fi
-if stage finetune3; then
-    finetune "-ft2" "-ft3" "$STREAM_FT3_ARGS" "$OFFLINE_FT3_ARGS"
-fi
-if stage finetune4; then
-    finetune "-ft3" "-ft4" "$STREAM_FT4_ARGS" "$OFFLINE_FT4_ARGS" "$DATA/corpus-voices/train"
-fi
+for n in 2 3 4 5; do
+    if stage "finetune$n"; then
+        from=-ft$((n - 1)); [ "$n" = 2 ] && from=-ft
+        voices=(); [ "$n" -ge 4 ] && voices=("$DATA/corpus-voices/train")
+        finetune "$from" "-ft$n" "$STREAM_FTN_ARGS --seed $n" "$OFFLINE_FTN_ARGS --seed $n" "${voices[@]}"
+    fi
+done
 if stage export; then
     for name in stream offline; do
         python -c "from asr.checkpoint import export_model; export_model('$RUNS/$name$SHIPPED/best.pt', 'asr/models/$name.pt')"
