@@ -26,12 +26,12 @@ def speech_block_matches(heard: np.ndarray, speech: np.ndarray, block: int) -> l
     place in `heard` (samples,) (normalised cross-correlation, so a loud place does not outbid the right one)."""
     matches = []
     loudest = max(np.std(speech[i : i + block]) for i in range(0, len(speech) - block + 1, block))
+    energy = np.concatenate([[0.0], np.cumsum(heard.astype(np.float64) ** 2)])
+    norms = np.sqrt(np.maximum(energy[block:] - energy[:-block], 1e-12))  # of each block-long window of heard
     for i in range(0, len(speech) - block + 1, block):
         piece = speech[i : i + block]
         if np.std(piece) < 0.1 * loudest:
             continue  # silence and breath match anything
-        energy = np.concatenate([[0.0], np.cumsum(heard.astype(np.float64) ** 2)])
-        norms = np.sqrt(np.maximum(energy[block:] - energy[:-block], 1e-12))  # of each block-long window of heard
         lag = int(np.argmax(correlate(heard, piece, mode="valid", method="fft") / norms))
         found = heard[lag : lag + block]
         matches.append((float(np.corrcoef(found, piece)[0, 1]), float(np.std(found) / np.std(piece))))
