@@ -1,4 +1,5 @@
-"""Training end to end on a tiny corpus that `asr synth` speaks: loss falls, resume is exact, DDP runs, eval scores."""
+"""Training end to end on a tiny corpus that `asr synth` speaks: loss falls, resume is exact, DDP runs, eval scores,
+distillation pulls a student toward its teacher."""
 import csv
 import json
 import os
@@ -10,7 +11,10 @@ import time
 import pytest
 import torch
 
-from asr.checkpoint import load_checkpoint
+from asr.checkpoint import load_checkpoint, model_from_checkpoint
+from training.data import UtteranceDataset
+from training.distill import Teacher, shift_divergence
+from training.librispeech import load_manifests
 
 TINY = ["--hidden", "48", "--layers", "2", "--batch-seconds", "12", "--warmup", "5", "--lr", "3e-3",
         "--eval-every", "1000", "--log-every", "5", "--threads", "1", "--seed", "3"]
@@ -133,3 +137,46 @@ def test_resume_from_a_damaged_checkpoint_is_one_clear_line(corpus, tmp_path, da
     last_line = result.stderr.strip().splitlines()[-1]
     assert last_line.startswith("asr train: --resume: ") and str(out / "last.pt") in last_line
     assert "not a loadable checkpoint" in last_line and "start afresh" in last_line
+
+
+@pytest.fixture(scope="module")
+def untrained_teacher(corpus, tmp_path_factory):
+    """An untrained offline model (--steps 0): its near-uniform outputs are far from what CTC alone teaches."""
+    out = tmp_path_factory.mktemp("teacher")
+    run("asr", "train", "--train", corpus / "train", "--out", out, "--steps", "0", "--bidirectional", *TINY)
+    return out / "best.pt"
+
+
+def test_distillation_pulls_the_student_toward_the_teacher(corpus, untrained_teacher, tmp_path):
+    common = ["--train", corpus / "train", "--steps", "20", *TINY]
+    run("asr", "train", "--out", tmp_path / "plain", *common)
+    run("asr", "train", "--out", tmp_path / "taught", *common, "--teacher", untrained_teacher, "--distill-weight", "10")
+    assert load_checkpoint(tmp_path / "taught" / "last.pt")["training"]["config"]["teacher"] == str(untrained_teacher)
+    teacher = model_from_checkpoint(load_checkpoint(untrained_teacher)).eval()
+    dataset = UtteranceDataset(load_manifests([corpus / "train"]), teacher.dims.stack)
+    kl = {name: shift_divergence(teacher, model_from_checkpoint(load_checkpoint(tmp_path / name / "best.pt")).eval(),
+                                 dataset, range(3, 4))[3] for name in ("plain", "taught")}
+    assert kl["taught"] < 0.5 * kl["plain"], kl
+
+
+def test_the_teachers_outputs_are_delayed_by_the_shift(corpus, untrained_teacher):
+    model = model_from_checkpoint(load_checkpoint(untrained_teacher)).eval()
+    dataset = UtteranceDataset(load_manifests([corpus / "train"]), model.dims.stack)
+    features = dataset.features(0)[None]
+    with torch.inference_mode():
+        direct = model(features, torch.tensor([features.shape[1]]))[0][0]
+    delayed = Teacher(str(untrained_teacher), model, dataset, shift=3).log_probs(0)
+    torch.testing.assert_close(delayed[3:], direct[:-3], atol=2e-3, rtol=0)  # float16 storage
+    torch.testing.assert_close(delayed[:3], direct[:1].expand(3, -1), atol=2e-3, rtol=0)  # the first one repeated
+
+
+def test_a_teacher_with_other_outputs_is_one_clear_line(corpus, tmp_path):
+    teacher = tmp_path / "stack2"
+    run("asr", "train", "--train", corpus / "train", "--out", teacher, "--steps", "1", *TINY, "--stack", "2")
+    args = ["asr", "train", "--train", corpus / "train", "--out", tmp_path / "student", "--steps", "1", *TINY,
+            "--teacher", teacher / "best.pt"]
+    result = subprocess.run([sys.executable, "-m", *map(str, args)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"--teacher {teacher / 'best.pt'}: its outputs (stack 2, vocab 29) do not match the model's "
+        f"(stack 3, vocab 29)")

@@ -17,6 +17,7 @@ USAGE = """Train an LSTM-CTC acoustic model on LibriSpeech-format corpora.
     asr train --train data/LibriSpeech/train-clean-100 --dev data/LibriSpeech/dev-clean --out runs/stream
     asr train --train A B C --dev D --out runs/offline --bidirectional
     asr train ... --out runs/stream --resume      # continue exactly where the last checkpoint stopped
+    asr train ... --out runs/stream --init runs/stream/best.pt --teacher runs/offline/best.pt   # distillation
 
 Multi-GPU or multi-node: the same flags under torchrun (DDP; only rank 0 logs, evaluates and saves):
 
@@ -41,6 +42,10 @@ class TrainConfig:
     out: str = "runs/model"
     model: ModelDims = TRAIN_MODEL
     init: str = option("", "start from this checkpoint's weights (same dims; fine-tuning)", metavar="CHECKPOINT")
+    teacher: str = option("", "distil this trained model's outputs too (training.distill), e.g. the offline model "
+                          "into the stream model", metavar="CHECKPOINT")
+    distill_weight: float = option(0.5, "with --teacher: weight of the distillation loss beside CTC's")
+    distill_shift: int = option(3, "with --teacher: model steps the teacher's outputs are delayed by")
     # optimisation
     steps: int = option(4000, "steps in the learning-rate schedule")
     lr: float = option(2e-3, "peak AdamW learning rate")

@@ -29,6 +29,7 @@ class Batch:
     label_lengths: torch.Tensor  # (batch,)
     texts: list[str]
     ids: list[str]
+    indices: list[int]  # the utterances' positions in their dataset
 
     @property
     def audio_seconds(self) -> float:
@@ -74,7 +75,7 @@ class UtteranceDataset:
         labels = [torch.tensor(self.labels[i]) for i in indices]
         return Batch(pad_sequence(feats, batch_first=True), torch.tensor([len(f) for f in feats]),
                      pad_sequence(labels, batch_first=True), torch.tensor([len(l) for l in labels]),
-                     [self.utterances[i].text for i in indices], [self.utterances[i].id for i in indices])
+                     [self.utterances[i].text for i in indices], [self.utterances[i].id for i in indices], list(indices))
 
 
 def bucket_batches(durations: list[float], max_batch_seconds: float, seed: int, epoch: int,

@@ -30,6 +30,7 @@ from asr.checkpoint import (
 from asr.model import AcousticModel
 from training.config import TrainConfig, config_from_args, train_parser
 from training.data import Batch, UtteranceDataset, bucket_batches, spec_augment
+from training.distill import Teacher, distillation_loss
 from training.evaluate import evaluate_dataset
 from training.librispeech import load_manifests
 
@@ -125,6 +126,8 @@ class Trainer:
         self.use_amp = env.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.augment_rng = torch.Generator().manual_seed(config.seed + env.rank)
+        self.teacher = Teacher(config.teacher, self.model, self.train_set, config.distill_shift) \
+            if config.teacher else None
         if checkpoint:
             self._restore(checkpoint)
         self.metrics = MetricsLog(self.out / "metrics.csv", self.progress["step"] if checkpoint else None) \
@@ -191,7 +194,7 @@ class Trainer:
             self.progress["batch_in_epoch"] = 0
 
     def train_step(self, batch: Batch) -> float:
-        """One optimizer step on `batch`; returns its CTC loss."""
+        """One optimizer step on `batch`; returns its loss (CTC, plus the weighted distillation loss with a teacher)."""
         features = batch.features
         if self.config.spec_augment:
             features = spec_augment(features, batch.feature_lengths, self.augment_rng)
@@ -203,6 +206,9 @@ class Trainer:
             log_probs, out_lengths, _ = self.wrapped(features.to(device), batch.feature_lengths.to(device))
         loss = F.ctc_loss(log_probs.float().transpose(0, 1), batch.labels.to(device), out_lengths,
                           batch.label_lengths.to(device), blank=0, reduction="mean", zero_infinity=True)
+        if self.teacher:
+            targets = self.teacher.batch(batch.indices, log_probs.shape[1]).to(device)
+            loss = loss + self.config.distill_weight * distillation_loss(log_probs.float(), targets, out_lengths)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
