@@ -69,8 +69,9 @@ def test_batched_step_equals_separate_streams(stream_model, speech_dir):
 @pytest.mark.parametrize("rate", [8000, 44100])
 def test_resampled_stream(stream_model, speech_wav, rate):
     """Any client rate is resampled chunk by chunk with the filter state carried: the result is that of the whole
-    signal at that rate in one piece. (At 44.1 kHz it is also the 16 kHz transcript; at 8 kHz it need not be: the
-    shipped models were trained on wideband speech only.)"""
+    signal at that rate in one piece. At 44.1 kHz the model hears what it hears at 16 kHz: the same letters, where a
+    word boundary may move ("THIS IS" -> "THI SIS"); a rate mistake garbles most of them. At 8 kHz it need not be:
+    the shipped models were trained on wideband speech only."""
     from asr.audio import resample
 
     audio = resample(load_audio(speech_wav), 16000, rate)
@@ -85,8 +86,8 @@ def test_resampled_stream(stream_model, speech_wav, rate):
     chunked = recognize(555)
     assert chunked == recognize(len(audio))
     if rate > 16000:
-        reference = transcribe_file(stream_model, speech_wav).text.split()
-        assert len(set(chunked.split()) & set(reference)) >= len(reference) - 1, (chunked, reference)
+        reference = transcribe_file(stream_model, speech_wav).text
+        assert jiwer.cer(reference.replace(" ", ""), chunked.replace(" ", "")) <= 0.1, (chunked, reference)
 
 
 def test_bidirectional_model_cannot_stream(offline_model):
