@@ -170,6 +170,14 @@ def test_the_teachers_outputs_are_delayed_by_the_shift(corpus, untrained_teacher
     torch.testing.assert_close(delayed[:3], direct[:1].expand(3, -1), atol=2e-3, rtol=0)  # the first one repeated
 
 
+def test_the_delay_measurement_finds_a_model_in_step_with_itself(corpus, tmp_path):
+    run("asr", "train", "--train", corpus / "train", "--out", tmp_path, "--steps", "20", *TINY)
+    result = run("training.distill", "--teacher", tmp_path / "best.pt", "--student", tmp_path / "best.pt",
+                 "--data", corpus / "train", "--utterances", "3", "--max-shift", "2")
+    kl = [float(line.split("KL ")[1]) for line in result.stdout.splitlines()]
+    assert len(kl) == 3 and kl[0] == 0.0 and min(kl[1:]) > 0, result.stdout
+
+
 def test_a_teacher_with_other_outputs_is_one_clear_line(corpus, tmp_path):
     teacher = tmp_path / "stack2"
     run("asr", "train", "--train", corpus / "train", "--out", teacher, "--steps", "1", *TINY, "--stack", "2")

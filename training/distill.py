@@ -46,7 +46,7 @@ class Teacher:
         if index not in self.cache:
             features = self.dataset.features(index)[None].to(self.model.feature_mean.device)
             out = self.model(features, torch.tensor([features.shape[1]]))[0][0].cpu()
-            delayed = torch.cat([out[:1].expand(min(self.shift, len(out)), -1), out[: len(out) - self.shift]])
+            delayed = torch.cat([out[:1].expand(min(self.shift, len(out)), -1), out[: max(0, len(out) - self.shift)]])
             self.cache[index] = delayed.half()
         return self.cache[index].float()
 
