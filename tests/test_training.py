@@ -188,3 +188,10 @@ def test_a_teacher_with_other_outputs_is_one_clear_line(corpus, tmp_path):
     assert result.stderr.strip().splitlines()[-1] == (
         f"--teacher {teacher / 'best.pt'}: its outputs (stack 2, vocab 29) do not match the model's "
         f"(stack 3, vocab 29)")
+
+
+def test_train_help_shows_each_default_it_has():
+    from training.config import train_parser
+    text = " ".join(train_parser().format_help().split())
+    assert "--init CHECKPOINT start from" in text and "(default )" not in text
+    assert "(default 0.5)" in text  # --distill-weight

@@ -113,8 +113,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
             else:
                 group.add_argument(_flag(f.name), dest=f.name, action="store_true", default=None, help=help_text)
             continue
-        group.add_argument(_flag(f.name), dest=f.name, type=type(f.default), help=f"{help_text} (default {f.default})",
-                           **meta)
+        shown = f" (default {f.default})" if f.default != "" else ""
+        group.add_argument(_flag(f.name), dest=f.name, type=type(f.default), help=help_text + shown, **meta)
 
 
 def train_parser(prog: str = "asr train") -> argparse.ArgumentParser:
