@@ -26,19 +26,20 @@ def plot_runs(run_dirs: list[Path], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax_loss, ax_wer) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for run_dir in run_dirs:
+    colors = plt.get_cmap("tab20").colors  # tab10's 10 colours repeat beyond 10 runs
+    for i, run_dir in enumerate(run_dirs):
         curves = read_metrics(run_dir)
         for ax, name in ((ax_loss, "loss"), (ax_wer, "dev_wer")):
             if curves[name]:
                 steps, values = zip(*curves[name])
                 scale = 100 if name == "dev_wer" else 1
                 ax.plot(steps, [v * scale for v in values], label=run_dir.name, marker="o" if name == "dev_wer" else None,
-                        markersize=3)
+                        markersize=3, color=colors[i % len(colors)])
     ax_loss.set(title="training CTC loss", xlabel="step", ylabel="loss", yscale="log")
     ax_wer.set(title="dev WER (greedy)", xlabel="step", ylabel="WER %", yscale="log")
     for ax in (ax_loss, ax_wer):
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize="small", ncol=2)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
