@@ -243,6 +243,7 @@ class BeamSearchDecoder:
                                       self.graph.unk, [], False)
         self._skip_log_prob = math.log(options.blank_skip) if options.blank_skip is not None else None
         self.frames = 0  # output frames seen so far (absolute)
+        self.searched = 0  # of those, the frames the search saw (the rest were cut by blank_skip)
         self.clear()
 
     # --- the GreedyCTCDecoder interface -------------------------------------------------------------------------
@@ -256,6 +257,7 @@ class BeamSearchDecoder:
         frames = np.flatnonzero(keep) + self.frames
         self.frames += len(scores)
         scores = scores[keep]
+        self.searched += len(scores)
         done = 0
         while done < len(scores):  # decode up to each prune point, so any chunking prunes at the same frames
             take = min(len(scores) - done, self.options.prune_every - self._since_prune)

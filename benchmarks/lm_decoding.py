@@ -4,7 +4,8 @@
     python benchmarks/lm_decoding.py --beam-sizes 8 16 32 --streams 100
 
 Reports, as JSON: audio seconds; the acoustic model's speed (log-mel + the shipped stream model over each whole
-file); greedy and beam-search decoding speed; the fraction the beam search adds to the acoustic model's time; the
+file); greedy and beam-search decoding speed; the fraction the beam search adds to the acoustic model's time and the
+fraction of the model's output frames it searches (the rest are cut by `blank_skip`: a property of the model); the
 one-off cost of loading the LM (shared by every stream: RSS and seconds); and the memory of one more stream,
 measured as the RSS growth of `--streams` decoders each fed a minute of speech, divided by their number.
 """
@@ -74,7 +75,8 @@ def main() -> None:
             decoder.clear()
         spent = time.perf_counter() - started
         report[f"beam{beam}"] = {"x_realtime": round(seconds / spent), "ms_per_audio_second": round(1000 * spent / seconds, 2),
-                                 "added_to_acoustic_model": round(spent / am, 3)}
+                                 "added_to_acoustic_model": round(spent / am, 3),
+                                 "searched_frames": round(decoder.searched / decoder.frames, 3)}
 
     minute = torch.cat(log_probs)[: round(60 / shift)]
     before = rss_mb()

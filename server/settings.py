@@ -18,9 +18,9 @@ from asr.lm_decoding import BeamSearchOptions, Decoding
 from asr.recognizer import Endpointing
 
 # Measured, not guessed: on the project's 2-core CPU the shipped `stream` model with the LM on (the default) served
-# 100 concurrent real-time streams at p95 reply latency <= 250 ms (129 and 197 ms in two runs), models of the same
+# 81 to 93 concurrent real-time streams at p95 reply latency <= 250 ms on a slow day (three runs), models of the same
 # size 87 to 125 on other days (README, Benchmarks: `python -m server.bench --find-max`; the VM's neighbours move it).
-# 80 keeps a fifth of 100 spare for slower clients, TLS and bursts of long messages.
+# 80 is below every measured capacity, and keeps room on most days for slower clients, TLS and long messages.
 DEFAULT_MAX_STREAMS = 80
 
 

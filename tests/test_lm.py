@@ -175,6 +175,19 @@ def test_whole_and_chunked_decoding_are_identical(speech_log_probs):
             assert chunked.nbest(3) == expected_nbest
 
 
+def test_blank_skip_cuts_runs_of_sure_blanks_from_the_search(speech_log_probs):
+    _, log_probs = speech_log_probs["weather"]
+    sure = log_probs[:, 0].exp() >= 0.98  # blank posterior at least blank_skip
+    cut = int((sure[1:] & sure[:-1]).sum())  # every frame of a run but its first
+    assert cut > 0
+    for options, searched in ((BeamSearchOptions(), len(log_probs) - cut),
+                              (BeamSearchOptions(blank_skip=None), len(log_probs))):
+        decoder = BeamSearchDecoder(0.03, "default", options)
+        for start in range(0, len(log_probs), 7):  # a run split across chunks is still one run
+            decoder.feed(log_probs[start : start + 7])
+        assert (decoder.frames, decoder.searched) == (len(log_probs), searched)
+
+
 def test_memory_stays_bounded_on_a_long_stream(speech_log_probs):
     options = BeamSearchOptions()
     decoder = BeamSearchDecoder(0.03, "default", options)
