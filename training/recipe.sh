@@ -35,7 +35,7 @@ STREAM_FT_ARGS=${STREAM_FT_ARGS:-"--steps 2600 --warmup 100 --eval-every 400 --l
 OFFLINE_FT_ARGS=${OFFLINE_FT_ARGS:-"--steps 1400 --warmup 100 --eval-every 350 --lr 1e-3"}
 STREAM_FTN_ARGS=${STREAM_FTN_ARGS:-"--steps 2700 --warmup 100 --eval-every 450 --lr 1e-3"}   # finetuneN, --seed N
 OFFLINE_FTN_ARGS=${OFFLINE_FTN_ARGS:-"--steps 1450 --warmup 100 --eval-every 290 --lr 1e-3"}
-STREAM_SHIPPED=-ft6 OFFLINE_SHIPPED=-ft7  # the phase whose best.pt is exported (stream-ft7 was judged no better)
+STREAM_SHIPPED=-ft6 OFFLINE_SHIPPED=-ft6  # the phase whose best.pt is exported (see the model card's phase 8)
 mkdir -p "$DATA" "$RUNS"
 stage() { [[ " $STAGES " == *" $1 "* ]]; }
 
@@ -94,5 +94,5 @@ if stage evaluate; then
     python -m training.dev_suite --suite "$DATA/real" --extra "$DATA/corpus/test" --models stream offline \
         --pocketsphinx --json "$RUNS/dev_suite.json" | tee "$RUNS/dev_suite.md"
     python -m training.plot_curves "$RUNS"/stream{,-ft,-ft2,-ft3,-ft4,-ft5,-ft6} \
-        "$RUNS"/offline{,-ft,-ft2,-ft3,-ft4,-ft5,-ft6,-ft7} --out docs/training_curves.png
+        "$RUNS"/offline{,-ft,-ft2,-ft3,-ft4,-ft5,-ft6} --out docs/training_curves.png
 fi
