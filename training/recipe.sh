@@ -85,6 +85,13 @@ for n in 2 3 4 5 6 7 8; do
         finetune "$from" "-ft$n" "$STREAM_FTN_ARGS --seed $n" "$OFFLINE_FTN_ARGS --seed $n" "${voices[@]}"
     fi
 done
+# phases NAME SHIPPED: the run directories of NAME's phases up to the shipped one (RUNS/NAME, RUNS/NAME-ft, -ft2 ..)
+phases() {
+    echo "$RUNS/$1"
+    [ -n "$2" ] && echo "$RUNS/$1-ft"
+    local n last=${2#-ft}
+    for ((n = 2; n <= ${last:-1}; n++)); do echo "$RUNS/$1-ft$n"; done
+}
 if stage export; then
     for shipped in "stream$STREAM_SHIPPED" "offline$OFFLINE_SHIPPED"; do
         python -c "from asr.checkpoint import export_model; export_model('$RUNS/$shipped/best.pt', 'asr/models/${shipped%-ft*}.pt')"
@@ -93,6 +100,7 @@ fi
 if stage evaluate; then
     python -m training.dev_suite --suite "$DATA/real" --extra "$DATA/corpus/test" --models stream offline \
         --pocketsphinx --json "$RUNS/dev_suite.json" | tee "$RUNS/dev_suite.md"
-    python -m training.plot_curves "$RUNS"/stream{,-ft,-ft2,-ft3,-ft4,-ft5,-ft6} \
-        "$RUNS"/offline{,-ft,-ft2,-ft3,-ft4,-ft5,-ft6} --out docs/training_curves.png
+    # shellcheck disable=SC2046  # one run directory per word
+    python -m training.plot_curves $(phases stream "$STREAM_SHIPPED") $(phases offline "$OFFLINE_SHIPPED") \
+        --out docs/training_curves.png
 fi
