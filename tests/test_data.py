@@ -35,3 +35,21 @@ def test_epochs_shuffle_the_batch_order():
     lengths = durations()
     first, second = bucket_batches(lengths, 40.0, seed=1, epoch=0), bucket_batches(lengths, 40.0, seed=1, epoch=1)
     assert len(first) > 5 and first != second
+
+
+def test_joined_examples_keep_one_speaker_and_subset_and_every_utterance_once():
+    from training.data import join_by_speaker
+    from training.librispeech import Utterance
+
+    rng = random.Random(1)
+    utterances = [Utterance(f"{s}-1-{i:04d}", f"/data/{subset}/{s}/1/{s}-1-{i:04d}.flac", rng.uniform(1.0, 12.0),
+                            "WORDS", str(s)) for subset in ("train", "train-aug1") for s in range(10) for i in range(9)]
+    examples = join_by_speaker(utterances, join=3, max_seconds=20.0, seed=5)
+    assert sorted(i for example in examples for i in example) == list(range(len(utterances)))
+    sizes = [len(example) for example in examples]
+    assert max(sizes) == 3 and min(sizes) == 1 and len(set(sizes)) == 3
+    for example in examples:
+        assert len({(utterances[i].speaker, utterances[i].path.split("/")[2]) for i in example}) == 1
+        assert len(example) == 1 or sum(utterances[i].duration for i in example) <= 20.0
+    assert join_by_speaker(utterances, join=3, max_seconds=20.0, seed=5) == examples, "the same for a resumed run"
+    assert join_by_speaker(utterances, join=1, max_seconds=20.0, seed=5) == [(i,) for i in range(len(utterances))]

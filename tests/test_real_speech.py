@@ -1,6 +1,9 @@
 """The real-speech dev suite's preparation: what is split by speaker, what a reference says."""
+import numpy as np
+
+from asr.audio import load_audio
 from training.librispeech import Utterance
-from training.real_speech import asterisk_words, split_common_voice
+from training.real_speech import asterisk_words, joined_per_speaker, split_common_voice
 
 
 def test_common_voice_is_split_by_speaker_not_by_clip():
@@ -27,3 +30,15 @@ def test_asterisk_references_say_what_the_prompt_says():
     # numbers whose reading is unsure leave the suite rather than guess
     for text in ("H.323", "3D audio enabled", "connected at 28.8", "the password is 1234"):
         assert asterisk_words(text) == "", text
+
+
+def test_long_parts_join_each_speakers_recordings_end_to_end(speech_dir, tmp_path):
+    names = sorted(p.stem for p in speech_dir.glob("*.wav"))
+    utterances = [Utterance(f"{s}-2-{i:04d}", str(speech_dir / f"{name}.wav"), 0.0, name.upper(), str(s))
+                  for s in (7, 8) for i, name in enumerate(names)]
+    joined = joined_per_speaker(utterances[::-1], tmp_path / "long")
+    assert [u.speaker for u in joined] == ["7", "8"]
+    assert joined[0].text == " ".join(name.upper() for name in names)
+    expected = np.concatenate([load_audio(speech_dir / f"{name}.wav") for name in names])
+    np.testing.assert_allclose(load_audio(joined[0].path), expected, atol=1 / 32768)
+    assert joined_per_speaker(utterances, tmp_path / "long") == joined, "written once, the same again"

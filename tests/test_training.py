@@ -1,6 +1,7 @@
 """Training end to end on a tiny corpus that `asr synth` speaks: loss falls, resume is exact, DDP runs, eval scores,
 distillation pulls a student toward its teacher."""
 import csv
+import dataclasses
 import json
 import os
 import signal
@@ -195,3 +196,22 @@ def test_train_help_shows_each_default_it_has():
     text = " ".join(train_parser().format_help().split())
     assert "--init CHECKPOINT start from" in text and "(default )" not in text
     assert "(default 0.5)" in text  # --distill-weight
+
+
+def test_joined_examples_are_the_utterances_end_to_end(corpus, tmp_path):
+    # every synthetic utterance has its own voice: make them three speakers' recordings
+    utterances = [dataclasses.replace(u, speaker=str(i % 3)) for i, u in enumerate(load_manifests([corpus / "train"]))]
+    alone = UtteranceDataset(utterances, stack=3)
+    joined = UtteranceDataset(utterances, stack=3, join=3, seed=4)
+    assert len(joined) < len(alone)
+    batch = joined.batch([i for i, example in enumerate(joined.examples) if len(example) > 1][:2])
+    for b, index in enumerate(batch.indices):
+        parts = joined.examples[index]
+        assert batch.texts[b] == " ".join(utterances[i].text for i in parts)
+        expected = torch.cat([alone.features(i) for i in parts])
+        assert int(batch.feature_lengths[b]) == len(expected)
+        torch.testing.assert_close(batch.features[b, : len(expected)], expected)
+        assert int(batch.label_lengths[b]) == len(joined.tokenizer.encode(batch.texts[b]))
+    out = tmp_path / "joined"
+    run("asr", "train", "--train", corpus / "train", "--out", out, "--steps", "8", "--join-utterances", "3", *TINY)
+    assert load_checkpoint(out / "last.pt")["training"]["config"]["join_utterances"] == 3

@@ -54,7 +54,9 @@ class TrainConfig:
     weight_decay: float = option(0.01, "AdamW weight decay")
     clip: float = option(5.0, "gradient norm clip")
     batch_seconds: float = option(160.0, "padded audio seconds per batch and process")
-    max_utterance_seconds: float = option(30.0, "skip longer utterances")
+    max_utterance_seconds: float = option(30.0, "skip longer utterances (and join no longer examples)")
+    join_utterances: int = option(1, "join 1 to N utterances of one speaker into each training example, as a long "
+                                  "recording is heard (1: each alone)", metavar="N")
     spec_augment: bool = option(True, "SpecAugment (frequency and time masks)")
     # bookkeeping
     eval_every: int = option(250, "steps between dev evaluations")

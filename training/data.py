@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch.nn.utils.rnn import pad_sequence
@@ -37,13 +38,16 @@ class Batch:
 
 
 class UtteranceDataset:
-    """Features and labels per utterance. Utterances too long in labels for their output frames are skipped and
-    counted in `skipped`. With `cache`, features are computed once and kept in memory as float16."""
+    """Features and labels per training example: one utterance, or with `join` up to that many utterances of one
+    speaker (and subset) end to end, as a long recording is heard (1 to `join` per example, at most `max_seconds`;
+    grouped once, by `seed`). Utterances too long in labels for their output frames are skipped and counted in
+    `skipped`. With `cache`, features are computed once per utterance and kept in memory as float16."""
 
-    def __init__(self, utterances: list[Utterance], stack: int, max_seconds: float = 30.0, cache: bool = True):
+    def __init__(self, utterances: list[Utterance], stack: int, max_seconds: float = 30.0, cache: bool = True,
+                 join: int = 1, seed: int = 0):
         self.tokenizer = Tokenizer()
         self.cache = {} if cache else None
-        self.utterances, self.labels = [], []
+        self.utterances = []
         self.skipped = {"too_long_audio": 0, "too_many_labels": 0, "empty": 0}
         for utt in utterances:
             labels = self.tokenizer.encode(utt.text)
@@ -55,14 +59,19 @@ class UtteranceDataset:
                 self.skipped["too_many_labels"] += 1
             else:
                 self.utterances.append(utt)
-                self.labels.append(labels)
         if any(self.skipped.values()):
             log.info("skipped utterances: %s", self.skipped)
+        self.examples = join_by_speaker(self.utterances, join, max_seconds, seed)
 
     def __len__(self) -> int:
-        return len(self.utterances)
+        return len(self.examples)
 
-    def features(self, index: int) -> torch.Tensor:
+    @property
+    def durations(self) -> list[float]:
+        """Seconds of audio per example."""
+        return [sum(self.utterances[i].duration for i in example) for example in self.examples]
+
+    def utterance_features(self, index: int) -> torch.Tensor:
         """(frames, n_mels) log-mel of utterance `index`."""
         if self.cache is None:
             return log_mel(load_audio(self.utterances[index].path))
@@ -70,12 +79,46 @@ class UtteranceDataset:
             self.cache[index] = log_mel(load_audio(self.utterances[index].path)).half()
         return self.cache[index].float()
 
+    def features(self, index: int) -> torch.Tensor:
+        """(frames, n_mels) log-mel of example `index`."""
+        return torch.cat([self.utterance_features(i) for i in self.examples[index]])
+
+    def text(self, index: int) -> str:
+        return " ".join(self.utterances[i].text for i in self.examples[index])
+
     def batch(self, indices: list[int]) -> Batch:
+        """The examples `indices`, padded."""
         feats = [self.features(i) for i in indices]
-        labels = [torch.tensor(self.labels[i]) for i in indices]
+        texts = [self.text(i) for i in indices]
+        labels = [torch.tensor(self.tokenizer.encode(text)) for text in texts]
+        ids = ["+".join(self.utterances[u].id for u in self.examples[i]) for i in indices]
         return Batch(pad_sequence(feats, batch_first=True), torch.tensor([len(f) for f in feats]),
                      pad_sequence(labels, batch_first=True), torch.tensor([len(l) for l in labels]),
-                     [self.utterances[i].text for i in indices], [self.utterances[i].id for i in indices], list(indices))
+                     texts, ids, list(indices))
+
+
+def join_by_speaker(utterances: list[Utterance], join: int, max_seconds: float, seed: int) -> list[tuple[int, ...]]:
+    """Utterance indices grouped into examples: with `join` 1 each alone, in order; else per speaker and subset
+    folder, in a shuffled order, runs of 1 to `join` (uniformly drawn) that stay within `max_seconds`."""
+    if join < 1:
+        raise ValueError(f"join {join}: at least 1 utterance per example")
+    if join == 1:
+        return [(i,) for i in range(len(utterances))]
+    rng = random.Random(seed)
+    by_speaker: dict[tuple[str, Path], list[int]] = {}
+    for i, utt in enumerate(utterances):  # a speaker's augmented copy is another subset: another recording chain
+        by_speaker.setdefault((utt.speaker, Path(utt.path).parent.parent.parent), []).append(i)
+    examples = []
+    for key in sorted(by_speaker):
+        indices = by_speaker[key]
+        rng.shuffle(indices)
+        while indices:
+            size, seconds, example = rng.randint(1, join), 0.0, []
+            while indices and len(example) < size and seconds + utterances[indices[0]].duration <= max_seconds:
+                seconds += utterances[indices[0]].duration
+                example.append(indices.pop(0))
+            examples.append(tuple(example or [indices.pop(0)]))
+    return examples
 
 
 def bucket_batches(durations: list[float], max_batch_seconds: float, seed: int, epoch: int,

@@ -41,7 +41,7 @@ class Teacher:
 
     @torch.inference_mode()
     def log_probs(self, index: int) -> torch.Tensor:
-        """(steps, vocab) the teacher's log-probabilities for training utterance `index`, delayed by `shift` steps
+        """(steps, vocab) the teacher's log-probabilities for training example `index`, delayed by `shift` steps
         (the first `shift` steps repeat its first one)."""
         if index not in self.cache:
             features = self.dataset.features(index)[None].to(self.model.feature_mean.device)

@@ -41,8 +41,7 @@ def evaluate_dataset(model: AcousticModel, dataset: UtteranceDataset, batch_seco
     model.eval()
     device = model.feature_mean.device
     references, hypotheses = [], []
-    durations = [u.duration for u in dataset.utterances]
-    for indices in bucket_batches(durations, batch_seconds, seed=0, epoch=0):
+    for indices in bucket_batches(dataset.durations, batch_seconds, seed=0, epoch=0):
         batch = dataset.batch(indices)
         log_probs, out_lengths, _ = model(batch.features.to(device), batch.feature_lengths.to(device))
         for b, text in enumerate(batch.texts):

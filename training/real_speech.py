@@ -11,6 +11,9 @@ Writes LibriSpeech-format subset directories under OUT (audio is linked, never c
     dev/so762          4 utterances per speaker of speechocean762's test chapter (speakers never in training)
     dev/so762-unseen   the part of dev/so762 whose sentences never occur in training
     dev/asterisk       Debian's asterisk-core-sounds-en prompts (one more speaker, another domain; --asterisk)
+    dev/an4-long, dev/cv-long, dev/so762-long
+                       the same recordings joined per speaker into one file each (15-95 s): what a long recording
+                       or a microphone session is heard as, utterance boundaries unknown to the recognizer
     train-aug1, ...    --augment-copies: copies of train/ through random recording chains (training.augment:
                        speed, room, noise, band limits, telephone, codecs, gain), written once and kept
     heldout_sentences.txt   every dev and test sentence, to keep out of language-model text and synthetic corpora
@@ -30,6 +33,10 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
+import soundfile as sf
+
+from asr.audio import SAMPLE_RATE, load_audio
 from asr.tokenizer import normalize_text
 from training.augment import augment_corpus
 from training.librispeech import Utterance, load_manifest, write_subset
@@ -102,6 +109,25 @@ def asterisk_prompts(out: Path) -> list[Utterance]:
     return utterances
 
 
+def joined_per_speaker(utterances: list[Utterance], audio_dir: Path) -> list[Utterance]:
+    """One recording per speaker: their utterances in id order, end to end (each keeps its own leading and
+    trailing silence), written once as 16 kHz FLAC under `audio_dir`; the transcript is theirs joined."""
+    by_speaker = defaultdict(list)
+    for utt in sorted(utterances, key=lambda u: u.id):
+        by_speaker[utt.speaker].append(utt)
+    audio_dir.mkdir(parents=True, exist_ok=True)
+    joined = []
+    for speaker, utts in sorted(by_speaker.items()):
+        target = audio_dir / f"{speaker}.flac"
+        if not target.exists():
+            audio = np.concatenate([load_audio(u.path) for u in utts])
+            sf.write(target.with_suffix(".tmp.flac"), audio, SAMPLE_RATE)
+            target.with_suffix(".tmp.flac").rename(target)
+        joined.append(Utterance(f"{speaker}-{chapter(utts[0])}-0000", str(target), 0.0,
+                                " ".join(u.text for u in utts), speaker))
+    return joined
+
+
 def prepare(real: Path, out: Path, with_asterisk: bool) -> dict[str, list[Utterance]]:
     corpora = {name: load_manifest(real / name) for name in
                ("speechocean762", CV, "an4", "ljspeech_part1", "alphanumeric_numbers")}
@@ -126,6 +152,8 @@ def prepare(real: Path, out: Path, with_asterisk: bool) -> dict[str, list[Uttera
         "dev/so762": so762_test,
         "dev/so762-unseen": [u for u in so762_test if u.text not in train_sentences],
     }
+    for part in ("an4", "cv", "so762"):
+        subsets[f"dev/{part}-long"] = joined_per_speaker(subsets[f"dev/{part}"], out / "long" / part)
     if with_asterisk:
         subsets["dev/asterisk"] = asterisk_prompts(out / "asterisk")
     for name, utterances in subsets.items():

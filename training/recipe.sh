@@ -15,9 +15,11 @@
 #   3. train     both models at once, one thread each, for at most MINUTES per call (--resume continues)
 #   4. finetune  a second cosine schedule from each model's best.pt (--init), lower peak rate -> RUNS/NAME-ft
 #   5. finetune2 .. finetune8: finetuneN is one more schedule from RUNS/NAME-ft(N-1)/best.pt, seed N ->
-#                RUNS/NAME-ftN; finetune4 and on add DATA/corpus-voices/train; finetune8 (not yet
-#                judged) is not in the default STAGES
-#   6. export    the shipped phases (STREAM_SHIPPED, OFFLINE_SHIPPED): RUNS/NAME-ftN/best.pt -> asr/models/NAME.pt
+#                RUNS/NAME-ftN; finetune4 and on add DATA/corpus-voices/train; finetune7 and finetune8
+#                (judged not better, see the model card) are not in the default STAGES
+#      join      phase 8 of the shipped models: one more schedule from RUNS/NAME-ft6/best.pt on the real speech
+#                only, each example 1 to 3 utterances of one speaker end to end -> RUNS/NAME-join
+#   6. export    the shipped phases (STREAM_SHIPPED, OFFLINE_SHIPPED): RUNS/NAME$SHIPPED/best.pt -> asr/models/NAME.pt
 #   7. evaluate  every dev-suite part and the synthetic test, pocketsphinx on the same files; curves
 # STAGES="train" bash training/recipe.sh runs only the named stages.
 set -euo pipefail
@@ -26,7 +28,7 @@ REAL=${REAL:-../shared/data/real}
 DATA=${DATA:-data}
 RUNS=${RUNS:-runs}
 MINUTES=${MINUTES:-600}
-STAGES=${STAGES:-"real synth voices train finetune finetune2 finetune3 finetune4 finetune5 finetune6 finetune7 export evaluate"}
+STAGES=${STAGES:-"real synth voices train finetune finetune2 finetune3 finetune4 finetune5 finetune6 join export evaluate"}
 STREAM_DIMS="--hidden 320 --layers 3 --stack 3"
 OFFLINE_DIMS="--hidden 256 --layers 3 --stack 3 --bidirectional"
 STREAM_ARGS=${STREAM_ARGS:-"--steps 3800 --eval-every 400 --lr 2e-3"}
@@ -35,11 +37,11 @@ STREAM_FT_ARGS=${STREAM_FT_ARGS:-"--steps 2600 --warmup 100 --eval-every 400 --l
 OFFLINE_FT_ARGS=${OFFLINE_FT_ARGS:-"--steps 1400 --warmup 100 --eval-every 350 --lr 1e-3"}
 STREAM_FTN_ARGS=${STREAM_FTN_ARGS:-"--steps 2700 --warmup 100 --eval-every 450 --lr 1e-3"}   # finetuneN, --seed N
 OFFLINE_FTN_ARGS=${OFFLINE_FTN_ARGS:-"--steps 1450 --warmup 100 --eval-every 290 --lr 1e-3"}
-STREAM_SHIPPED=-ft6 OFFLINE_SHIPPED=-ft6  # the phase whose best.pt is exported (see the model card's phase 8)
+STREAM_SHIPPED=-join OFFLINE_SHIPPED=-join  # the phase whose best.pt is exported (RUNS/NAME$SHIPPED)
 mkdir -p "$DATA" "$RUNS"
 stage() { [[ " $STAGES " == *" $1 "* ]]; }
 
-if stage real && [ ! -f "$DATA/real/train-aug1/recordings.tsv" ]; then
+if stage real && { [ ! -f "$DATA/real/train-aug1/recordings.tsv" ] || [ ! -d "$DATA/real/dev/so762-long" ]; }; then
     python -m training.real_speech --real "$REAL" --out "$DATA/real" --asterisk --augment-copies 1
 fi
 if stage synth && [ ! -d "$DATA/corpus/train" ]; then
@@ -52,10 +54,11 @@ if stage voices && [ ! -d "$DATA/corpus-voices/train" ]; then   # RHVoice: Debia
         --write-sentences "$DATA/voices_sentences.txt"
 fi
 # train_both SUFFIX STREAM_FLAGS OFFLINE_FLAGS [TRAIN_DIR...]: both models at once into RUNS/stream$SUFFIX and
-# RUNS/offline$SUFFIX, on the real and synthetic training sets and any TRAIN_DIR
+# RUNS/offline$SUFFIX, on TRAIN_SETS (the real and synthetic training sets) and any TRAIN_DIR
+TRAIN_SETS=("$DATA/real/train" "$DATA/real/train-aug1" "$DATA/corpus/train")
 train_both() {
     local suffix=$1 stream_flags=$2 offline_flags=$3
-    local common=(--train "$DATA/real/train" "$DATA/real/train-aug1" "$DATA/corpus/train" "${@:4}"
+    local common=(--train "${TRAIN_SETS[@]}" "${@:4}"
                   --dev "$DATA/real/dev/cv" "$DATA/real/dev/an4" "$DATA/real/dev/so762" --dev-max-utterances 400
                   --normalization running --max-minutes "$MINUTES" --threads 1 --save-every 100 --resume)
     # shellcheck disable=SC2086  # the flag strings split into flags
@@ -85,16 +88,25 @@ for n in 2 3 4 5 6 7 8; do
         finetune "$from" "-ft$n" "$STREAM_FTN_ARGS --seed $n" "$OFFLINE_FTN_ARGS --seed $n" "${voices[@]}"
     fi
 done
+# join (phase 8 of the shipped models): one more schedule from each phase-7 best.pt on the real speech only, each
+# training example 1 to 3 utterances of one speaker end to end, as a long recording or a microphone session is
+# heard (the dev/*-long parts) -> RUNS/NAME-join
+if stage join; then
+    TRAIN_SETS=("$DATA/real/train" "$DATA/real/train-aug1")
+    finetune -ft6 -join "--steps 3200 --warmup 100 --eval-every 400 --lr 1e-3 --seed 9 --join-utterances 3" \
+        "--steps 1800 --warmup 100 --eval-every 360 --lr 1e-3 --seed 9 --join-utterances 3"
+fi
 # phases NAME SHIPPED: the run directories of NAME's phases up to the shipped one (RUNS/NAME, RUNS/NAME-ft, -ft2 ..)
 phases() {
-    echo "$RUNS/$1"
-    [ -n "$2" ] && echo "$RUNS/$1-ft"
-    local n last=${2#-ft}
-    for ((n = 2; n <= ${last:-1}; n++)); do echo "$RUNS/$1-ft$n"; done
+    local suffix
+    for suffix in "" -ft -ft2 -ft3 -ft4 -ft5 -ft6 -join; do
+        echo "$RUNS/$1$suffix"
+        [ "$suffix" = "$2" ] && return
+    done
 }
 if stage export; then
     for shipped in "stream$STREAM_SHIPPED" "offline$OFFLINE_SHIPPED"; do
-        python -c "from asr.checkpoint import export_model; export_model('$RUNS/$shipped/best.pt', 'asr/models/${shipped%-ft*}.pt')"
+        python -c "from asr.checkpoint import export_model; export_model('$RUNS/$shipped/best.pt', 'asr/models/${shipped%%-*}.pt')"
     done
 fi
 if stage evaluate; then

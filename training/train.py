@@ -109,8 +109,11 @@ class Trainer:
         self.last_path, self.best_path = self.out / "last.pt", self.out / "best.pt"
         if env.main:
             self.out.mkdir(parents=True, exist_ok=True)
+        if config.join_utterances < 1:
+            raise SystemExit(f"--join-utterances {config.join_utterances}: give 1 (each utterance alone) or more")
         self.train_set = UtteranceDataset(load_manifests(config.train), config.model.stack,
-                                          config.max_utterance_seconds, cache=config.cache_features)
+                                          config.max_utterance_seconds, cache=config.cache_features,
+                                          join=config.join_utterances, seed=config.seed)
         if len(self.train_set) == 0:
             raise SystemExit(f"no usable training utterances in {config.train}")
         dev_utts = load_manifests(config.dev)[: config.dev_max_utterances] if config.dev else []
@@ -183,9 +186,8 @@ class Trainer:
     # --- the loop's parts -------------------------------------------------------------------------------------------
     def batches(self) -> Iterator[Batch]:
         """Training batches from where the progress says, epoch after epoch, without end."""
-        durations = [u.duration for u in self.train_set.utterances]
         while True:
-            epoch = bucket_batches(durations, self.config.batch_seconds, self.config.seed, self.progress["epoch"],
+            epoch = bucket_batches(self.train_set.durations, self.config.batch_seconds, self.config.seed, self.progress["epoch"],
                                    self.env.rank, self.env.world_size)
             for indices in epoch[self.progress["batch_in_epoch"]:]:
                 self.progress["batch_in_epoch"] += 1
