@@ -1,4 +1,5 @@
-"""Audio in: any file soundfile or librosa can read, any rate, any channel count -> mono float32 at 16 kHz."""
+"""Audio in: any file soundfile or librosa can read, any rate, any channel count -> mono float32 at 16 kHz;
+and out, as FLAC."""
 from __future__ import annotations
 
 import os
@@ -49,6 +50,13 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
     if not np.all(np.isfinite(audio)):
         raise AudioError(f"{path}: holds NaN or infinite samples")
     return resample(np.ascontiguousarray(audio, dtype=np.float32), int(rate), sample_rate)
+
+
+def write_flac(path: str | os.PathLike, audio: np.ndarray) -> None:
+    """Write mono float32 audio at 16 kHz as 16-bit FLAC, atomically: a file at `path` is always whole."""
+    tmp = f"{path}.tmp.flac"
+    sf.write(tmp, audio, SAMPLE_RATE, subtype="PCM_16")
+    os.replace(tmp, path)
 
 
 def resample(audio: np.ndarray, from_rate: int, to_rate: int = SAMPLE_RATE) -> np.ndarray:

@@ -261,18 +261,14 @@ def apply_recording(audio: np.ndarray, recording: Recording, rng: np.random.Gene
 
 
 def _augment_one(job: tuple) -> str | None:
-    import soundfile as sf
-
-    from asr.audio import load_audio
+    from asr.audio import load_audio, write_flac
     utt_id, source, target, seed = job
     if Path(target).exists():
         return None
     rng = np.random.default_rng(seed)
     recording = draw_recording(rng)
     audio = apply_recording(load_audio(source), recording, rng)
-    tmp = f"{target}.tmp.flac"
-    sf.write(tmp, audio, SAMPLE_RATE, subtype="PCM_16")
-    os.replace(tmp, target)
+    write_flac(target, audio)
     return f"{utt_id}\t{recording.describe()}"
 
 

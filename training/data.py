@@ -10,6 +10,7 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 
 from asr.audio import load_audio
+from asr.decoding import SPACE
 from asr.features import FRAME_RATE, log_mel, num_frames
 from asr.tokenizer import Tokenizer
 from training.librispeech import Utterance
@@ -47,7 +48,7 @@ class UtteranceDataset:
                  join: int = 1, seed: int = 0):
         self.tokenizer = Tokenizer()
         self.cache = {} if cache else None
-        self.utterances = []
+        self.utterances, self.labels = [], []  # per utterance
         self.skipped = {"too_long_audio": 0, "too_many_labels": 0, "empty": 0}
         for utt in utterances:
             labels = self.tokenizer.encode(utt.text)
@@ -59,17 +60,14 @@ class UtteranceDataset:
                 self.skipped["too_many_labels"] += 1
             else:
                 self.utterances.append(utt)
+                self.labels.append(labels)
         if any(self.skipped.values()):
             log.info("skipped utterances: %s", self.skipped)
         self.examples = join_by_speaker(self.utterances, join, max_seconds, seed)
+        self.durations = [sum(self.utterances[i].duration for i in example) for example in self.examples]
 
     def __len__(self) -> int:
         return len(self.examples)
-
-    @property
-    def durations(self) -> list[float]:
-        """Seconds of audio per example."""
-        return [sum(self.utterances[i].duration for i in example) for example in self.examples]
 
     def utterance_features(self, index: int) -> torch.Tensor:
         """(frames, n_mels) log-mel of utterance `index`."""
@@ -90,7 +88,8 @@ class UtteranceDataset:
         """The examples `indices`, padded."""
         feats = [self.features(i) for i in indices]
         texts = [self.text(i) for i in indices]
-        labels = [torch.tensor(self.tokenizer.encode(text)) for text in texts]
+        labels = [torch.tensor([label for u in self.examples[i] for label in [SPACE, *self.labels[u]]][1:])
+                  for i in indices]
         ids = ["+".join(self.utterances[u].id for u in self.examples[i]) for i in indices]
         return Batch(pad_sequence(feats, batch_first=True), torch.tensor([len(f) for f in feats]),
                      pad_sequence(labels, batch_first=True), torch.tensor([len(l) for l in labels]),
@@ -112,12 +111,14 @@ def join_by_speaker(utterances: list[Utterance], join: int, max_seconds: float, 
     for key in sorted(by_speaker):
         indices = by_speaker[key]
         rng.shuffle(indices)
-        while indices:
-            size, seconds, example = rng.randint(1, join), 0.0, []
-            while indices and len(example) < size and seconds + utterances[indices[0]].duration <= max_seconds:
-                seconds += utterances[indices[0]].duration
-                example.append(indices.pop(0))
-            examples.append(tuple(example or [indices.pop(0)]))
+        start = 0
+        while start < len(indices):
+            size, end, seconds = rng.randint(1, join), start + 1, utterances[indices[start]].duration
+            while end < min(start + size, len(indices)) and seconds + utterances[indices[end]].duration <= max_seconds:
+                seconds += utterances[indices[end]].duration
+                end += 1
+            examples.append(tuple(indices[start:end]))
+            start = end
     return examples
 
 

@@ -34,9 +34,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
-from asr.audio import SAMPLE_RATE, load_audio
+from asr.audio import load_audio, write_flac
 from asr.tokenizer import normalize_text
 from training.augment import augment_corpus
 from training.librispeech import Utterance, load_manifest, write_subset
@@ -120,9 +119,7 @@ def joined_per_speaker(utterances: list[Utterance], audio_dir: Path) -> list[Utt
     for speaker, utts in sorted(by_speaker.items()):
         target = audio_dir / f"{speaker}.flac"
         if not target.exists():
-            audio = np.concatenate([load_audio(u.path) for u in utts])
-            sf.write(target.with_suffix(".tmp.flac"), audio, SAMPLE_RATE)
-            target.with_suffix(".tmp.flac").rename(target)
+            write_flac(target, np.concatenate([load_audio(u.path) for u in utts]))
         joined.append(Utterance(f"{speaker}-{chapter(utts[0])}-0000", str(target), 0.0,
                                 " ".join(u.text for u in utts), speaker))
     return joined

@@ -187,8 +187,8 @@ class Trainer:
     def batches(self) -> Iterator[Batch]:
         """Training batches from where the progress says, epoch after epoch, without end."""
         while True:
-            epoch = bucket_batches(self.train_set.durations, self.config.batch_seconds, self.config.seed, self.progress["epoch"],
-                                   self.env.rank, self.env.world_size)
+            epoch = bucket_batches(self.train_set.durations, self.config.batch_seconds, self.config.seed,
+                                   self.progress["epoch"], self.env.rank, self.env.world_size)
             for indices in epoch[self.progress["batch_in_epoch"]:]:
                 self.progress["batch_in_epoch"] += 1
                 yield self.train_set.batch(indices)
