@@ -19,6 +19,8 @@
 #                (judged not better, see the model card) are not in the default STAGES
 #      join      phase 8 of the shipped models: one more schedule from RUNS/NAME-ft6/best.pt on the real speech
 #                only, each example 1 to 3 utterances of one speaker end to end -> RUNS/NAME-join
+#      mix       phase 9: one more schedule from RUNS/NAME-join/best.pt, joined examples, real and synthetic speech
+#                again -> RUNS/NAME-mix; mix2 (phase 10) the same from RUNS/NAME-mix/best.pt -> RUNS/NAME-mix2
 #   6. export    the shipped phases (STREAM_SHIPPED, OFFLINE_SHIPPED): RUNS/NAME$SHIPPED/best.pt -> asr/models/NAME.pt
 #   7. evaluate  every dev-suite part and the synthetic test, pocketsphinx on the same files; curves
 # STAGES="train" bash training/recipe.sh runs only the named stages.
@@ -28,7 +30,8 @@ REAL=${REAL:-../shared/data/real}
 DATA=${DATA:-data}
 RUNS=${RUNS:-runs}
 MINUTES=${MINUTES:-600}
-STAGES=${STAGES:-"real synth voices train finetune finetune2 finetune3 finetune4 finetune5 finetune6 join export evaluate"}
+STAGES=${STAGES:-"real synth voices train finetune finetune2 finetune3 finetune4 finetune5 finetune6 join mix mix2 \
+                  export evaluate"}
 STREAM_DIMS="--hidden 320 --layers 3 --stack 3"
 OFFLINE_DIMS="--hidden 256 --layers 3 --stack 3 --bidirectional"
 STREAM_ARGS=${STREAM_ARGS:-"--steps 3800 --eval-every 400 --lr 2e-3"}
@@ -37,7 +40,7 @@ STREAM_FT_ARGS=${STREAM_FT_ARGS:-"--steps 2600 --warmup 100 --eval-every 400 --l
 OFFLINE_FT_ARGS=${OFFLINE_FT_ARGS:-"--steps 1400 --warmup 100 --eval-every 350 --lr 1e-3"}
 STREAM_FTN_ARGS=${STREAM_FTN_ARGS:-"--steps 2700 --warmup 100 --eval-every 450 --lr 1e-3"}   # finetuneN, --seed N
 OFFLINE_FTN_ARGS=${OFFLINE_FTN_ARGS:-"--steps 1450 --warmup 100 --eval-every 290 --lr 1e-3"}
-STREAM_SHIPPED=-join OFFLINE_SHIPPED=-join  # the phase whose best.pt is exported (RUNS/NAME$SHIPPED)
+STREAM_SHIPPED=-mix2 OFFLINE_SHIPPED=-mix2  # the phase whose best.pt is exported (RUNS/NAME$SHIPPED)
 mkdir -p "$DATA" "$RUNS"
 stage() { [[ " $STAGES " == *" $1 "* ]]; }
 
@@ -96,10 +99,20 @@ if stage join; then
     finetune -ft6 -join "--steps 3200 --warmup 100 --eval-every 400 --lr 1e-3 --seed 9 --join-utterances 3" \
         "--steps 1800 --warmup 100 --eval-every 360 --lr 1e-3 --seed 9 --join-utterances 3"
 fi
+# mix, mix2 (phases 9 and 10): one more schedule from the phase before (RUNS/NAME-join, then RUNS/NAME-mix), joined
+# examples as in join, on the real speech and both synthetic training sets again (phase 8 heard no synthetic speech
+# and lost the synthetic voices) -> RUNS/NAME-mix, RUNS/NAME-mix2
+for n in 1 2; do
+    suffix=-mix; from=-join; [ "$n" = 2 ] && suffix=-mix2 from=-mix
+    if stage "${suffix#-}"; then
+        finetune "$from" "$suffix" "--steps 2800 --warmup 100 --eval-every 400 --lr 1e-3 --seed $((9 + n)) --join-utterances 3" \
+            "--steps 1600 --warmup 100 --eval-every 320 --lr 1e-3 --seed $((9 + n)) --join-utterances 3" "$DATA/corpus-voices/train"
+    fi
+done
 # phases NAME SHIPPED: the run directories of NAME's phases up to the shipped one (RUNS/NAME, RUNS/NAME-ft, -ft2 ..)
 phases() {
     local suffix
-    for suffix in "" -ft -ft2 -ft3 -ft4 -ft5 -ft6 -join; do
+    for suffix in "" -ft -ft2 -ft3 -ft4 -ft5 -ft6 -join -mix -mix2; do
         echo "$RUNS/$1$suffix"
         [ "$suffix" = "$2" ] && return
     done
