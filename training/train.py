@@ -73,6 +73,7 @@ class Distributed:
 
     def close(self) -> None:
         if self.world_size > 1:
+            dist.barrier()  # rank 0 may still be saving: a rank that tears gloo down under a busy peer can abort
             dist.destroy_process_group()
 
 
