@@ -102,12 +102,14 @@ fi
 # mix, mix2 (phases 9 and 10): one more schedule from the phase before (RUNS/NAME-join, then RUNS/NAME-mix), joined
 # examples as in join, on the real speech and both synthetic training sets again (phase 8 heard no synthetic speech
 # and lost the synthetic voices) -> RUNS/NAME-mix, RUNS/NAME-mix2
-for n in 1 2; do
-    suffix=-mix; from=-join; [ "$n" = 2 ] && suffix=-mix2 from=-mix
-    if stage "${suffix#-}"; then
-        finetune "$from" "$suffix" "--steps 2800 --warmup 100 --eval-every 400 --lr 1e-3 --seed $((9 + n)) --join-utterances 3" \
-            "--steps 1600 --warmup 100 --eval-every 320 --lr 1e-3 --seed $((9 + n)) --join-utterances 3" "$DATA/corpus-voices/train"
+seed=10
+for phase in join:mix mix:mix2; do   # FROM:TO
+    if stage "${phase#*:}"; then
+        finetune "-${phase%:*}" "-${phase#*:}" \
+            "--steps 2800 --warmup 100 --eval-every 400 --lr 1e-3 --seed $seed --join-utterances 3" \
+            "--steps 1600 --warmup 100 --eval-every 320 --lr 1e-3 --seed $seed --join-utterances 3" "$DATA/corpus-voices/train"
     fi
+    seed=$((seed + 1))
 done
 # phases NAME SHIPPED: the run directories of NAME's phases up to the shipped one (RUNS/NAME, RUNS/NAME-ft, -ft2 ..)
 phases() {
