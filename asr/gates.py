@@ -22,8 +22,9 @@ def gate_activations(model: AcousticModel, features: torch.Tensor, layer: int = 
     x, _, _ = model.stack_frames(features[None], torch.tensor([len(features)]))
     if x.shape[1] == 0:
         raise ValueError(f"utterance too short: {len(features)} frames, need at least {model.dims.stack}")
-    for lstm in model.lstms[:layer]:
-        x, _ = lstm(x)
+    for i, lstm in enumerate(model.lstms[:layer]):
+        out, _ = lstm(x)
+        x = x + out if model.is_residual(i) else out
     lstm = model.lstms[layer]
     outputs, _ = lstm(x)
     hidden = model.dims.hidden

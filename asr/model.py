@@ -6,7 +6,7 @@ input with the state carried gives the outputs of one pass over the whole input.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import nn
@@ -36,10 +36,16 @@ class ModelDims:
     # `norm_prior_frames` frames at the training-set mean, then every frame so far), divided by the training std.
     normalization: str = "global"
     norm_prior_frames: int = 100
+    # The top `residual_layers` layers add their input to their output. Layers grown onto a trained model (`grow`)
+    # are residual: with zero weights a layer outputs zeros, so the grown model starts as the trained one.
+    residual_layers: int = 0
 
     def __post_init__(self):
         if self.normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization {self.normalization!r} is not one of {', '.join(NORMALIZATIONS)}")
+        if not 0 <= self.residual_layers < self.layers:
+            raise ValueError(f"residual_layers {self.residual_layers} is outside 0..{self.layers - 1} (the first "
+                             f"layer's input is the stacked features, not a layer's output)")
 
     @property
     def frame_shift(self) -> float:
@@ -80,6 +86,10 @@ class AcousticModel(nn.Module):
     @property
     def streaming(self) -> bool:
         return not self.dims.bidirectional
+
+    def is_residual(self, layer: int) -> bool:
+        """Whether layer `layer` (0-based) adds its input to its output."""
+        return layer >= self.dims.layers - self.dims.residual_layers
 
     def init_state(self, batch: int = 1) -> State:
         """The state of `batch` new streams: zero `(h, c)`, each (layers, batch, hidden), and no frames seen."""
@@ -155,15 +165,33 @@ class AcousticModel(nn.Module):
         new_h, new_c = [], []
         for i, lstm in enumerate(self.lstms):
             layer_state = None if state is None else (state[0][i : i + 1].contiguous(), state[1][i : i + 1].contiguous())
-            x, (h, c) = lstm(x, layer_state)
+            out, (h, c) = lstm(x, layer_state)
             new_h.append(h)
             new_c.append(c)
-            if packed:
-                x = x._replace(data=self.dropout(x.data))
-            else:
-                x = self.dropout(x)
+            data = self.dropout(out.data if packed else out)
+            if self.is_residual(i):
+                data = data + (x.data if packed else x)
+            x = out._replace(data=data) if packed else data
         if packed:
             x, _ = pad_packed_sequence(x, batch_first=True, total_length=steps)
         log_probs = self.output(x).log_softmax(dim=-1)
         new_state = None if self.dims.bidirectional else (torch.cat(new_h), torch.cat(new_c), norm)
         return log_probs, out_lengths, new_state
+
+
+def grow(model: AcousticModel, layers: int) -> AcousticModel:
+    """A copy of `model` with residual layers of zero weights added on top up to `layers` layers. A zero-weight LSTM
+    outputs zeros (its cell candidate tanh(0) is 0), so the grown model computes exactly what `model` does; training
+    then fits the new layers (their cell-candidate weights get gradients at once, the gates' follow)."""
+    extra = layers - model.dims.layers
+    if extra < 1:
+        raise ValueError(f"cannot grow a {model.dims.layers}-layer model to {layers} layers")
+    dims = replace(model.dims, layers=layers, residual_layers=model.dims.residual_layers + extra)
+    grown = AcousticModel(dims)
+    missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+    assert not unexpected and all(name.startswith("lstms.") for name in missing), (missing, unexpected)
+    with torch.no_grad():
+        for lstm in grown.lstms[model.dims.layers:]:
+            for weight in lstm.parameters():
+                weight.zero_()
+    return grown

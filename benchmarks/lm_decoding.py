@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--speech", default="/work/shared/data/real/an4/*/2/*.opus", help="glob of audio files")
     parser.add_argument("--model", default="stream")
     parser.add_argument("--lm", default="default")
-    parser.add_argument("--beam-sizes", type=int, nargs="+", default=[16])
+    parser.add_argument("--beam-sizes", type=int, nargs="+", help="default: the decoder's default beam size")
     parser.add_argument("--streams", type=int, default=100)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -66,7 +66,7 @@ def main() -> None:
     BeamSearchDecoder(shift, args.lm)  # loads the LM and builds the lexicon trie, once per process
     report["lm_load_seconds"] = round(time.perf_counter() - started, 2)
     report["lm_load_rss_mb"] = round(rss_mb() - before, 1)
-    for beam in args.beam_sizes:
+    for beam in args.beam_sizes or [BeamSearchOptions.beam_size]:
         decoder = BeamSearchDecoder(shift, args.lm, BeamSearchOptions(beam_size=beam))
         started = time.perf_counter()
         for lp in log_probs:

@@ -3,12 +3,13 @@ import math
 import pytest
 import torch
 
-from asr.model import AcousticModel, ModelDims
+from asr.model import AcousticModel, ModelDims, grow
 
 
-def small(bidirectional=False, normalization="global"):
+def small(bidirectional=False, normalization="global", residual_layers=0):
     torch.manual_seed(0)
-    dims = ModelDims(hidden=48, layers=3, stack=3, bidirectional=bidirectional, normalization=normalization)
+    dims = ModelDims(hidden=48, layers=3, stack=3, bidirectional=bidirectional, normalization=normalization,
+                     residual_layers=residual_layers)
     return AcousticModel(dims).eval()
 
 
@@ -22,10 +23,10 @@ def test_shapes():
     torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(2, 33))
 
 
-@pytest.mark.parametrize("normalization", ["global", "running"])
+@pytest.mark.parametrize("normalization,residual_layers", [("global", 0), ("running", 0), ("running", 2)])
 @pytest.mark.parametrize("chunk_frames", [3, 6, 21, 99])
-def test_chunked_with_state_equals_whole(chunk_frames, normalization):
-    model = small(normalization=normalization)
+def test_chunked_with_state_equals_whole(chunk_frames, normalization, residual_layers):
+    model = small(normalization=normalization, residual_layers=residual_layers)
     features = torch.randn(1, 300, 80)
     whole, _, whole_state = model(features, torch.tensor([300]))
     state, outputs = model.init_state(1), []
@@ -38,9 +39,9 @@ def test_chunked_with_state_equals_whole(chunk_frames, normalization):
     torch.testing.assert_close(state[2], whole_state[2])
 
 
-@pytest.mark.parametrize("normalization", ["global", "running"])
-def test_padded_batch_gives_each_item_its_own_result_and_state(normalization):
-    model = small(normalization=normalization)
+@pytest.mark.parametrize("normalization,residual_layers", [("global", 0), ("running", 0), ("running", 2)])
+def test_padded_batch_gives_each_item_its_own_result_and_state(normalization, residual_layers):
+    model = small(normalization=normalization, residual_layers=residual_layers)
     a, b = torch.randn(1, 90, 80), torch.randn(1, 45, 80)
     batch = torch.cat([a, torch.nn.functional.pad(b, (0, 0, 0, 45))])
     log_probs, _, (h, _, norm) = model(batch, torch.tensor([90, 45]))
@@ -79,3 +80,25 @@ def test_bidirectional_refuses_state():
 def test_too_few_frames_is_a_clear_error():
     with pytest.raises(ValueError, match="at least 3 frames"):
         small()(torch.randn(1, 2, 80), torch.tensor([2]))
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_a_grown_model_starts_as_the_model_it_grew_from(bidirectional):
+    model = small(bidirectional=bidirectional, normalization="running")
+    grown = grow(model, 5).eval()
+    assert (grown.dims.layers, grown.dims.residual_layers) == (5, 2)
+    assert [grown.is_residual(i) for i in range(5)] == [False, False, False, True, True]
+    features, lengths = torch.randn(2, 120, 80), torch.tensor([120, 75])  # the shorter item takes the packed path
+    torch.testing.assert_close(grown(features, lengths)[0], model(features, lengths)[0], atol=0, rtol=0)
+    # and the new layers learn: their cell-candidate weights get gradients from the first step
+    grown.train()
+    grown(features, lengths)[0].logsumexp(-1).sum().backward()
+    candidate = grown.lstms[4].weight_ih_l0.grad.chunk(4)[2]  # PyTorch's gate order: i, f, g, o
+    assert candidate.abs().sum() > 0
+
+
+def test_residual_layers_need_a_layer_below_them():
+    with pytest.raises(ValueError, match="residual_layers 3 is outside 0..2"):
+        ModelDims(layers=3, residual_layers=3)
+    with pytest.raises(ValueError, match="cannot grow a 3-layer model to 3 layers"):
+        grow(small(), 3)

@@ -191,6 +191,29 @@ def test_a_teacher_with_other_outputs_is_one_clear_line(corpus, tmp_path):
         f"(stack 3, vocab 29)")
 
 
+def test_init_from_a_shallower_model_grows_it_by_residual_layers(corpus, tmp_path):
+    common = ["--train", corpus / "train", *TINY]
+    run("asr", "train", "--out", tmp_path / "two", "--steps", "10", *common)
+    two = tmp_path / "two" / "best.pt"
+    run("asr", "train", "--out", tmp_path / "start", "--steps", "0", *common, "--init", two,
+        "--layers", "3", "--residual-layers", "1")
+    run("asr", "train", "--out", tmp_path / "three", "--steps", "10", *common, "--init", two,
+        "--layers", "3", "--residual-layers", "1")
+    models = {name: model_from_checkpoint(load_checkpoint(path)).eval() for name, path in
+              [("two", two), ("start", tmp_path / "start" / "best.pt"), ("three", tmp_path / "three" / "best.pt")]}
+    assert models["three"].dims.layers == 3 and models["three"].dims.residual_layers == 1
+    features = UtteranceDataset(load_manifests([corpus / "train"]), 3).features(0)[None]
+    with torch.inference_mode():
+        outputs = {name: model(features, torch.tensor([features.shape[1]]))[0] for name, model in models.items()}
+    torch.testing.assert_close(outputs["start"], outputs["two"], atol=0, rtol=0)  # grown: the same function
+    assert models["three"].lstms[2].weight_ih_l0.abs().max() > 0  # trained: the new layer left zero
+
+    args = ["asr", "train", "--out", tmp_path / "forgot", "--steps", "1", *common, "--init", two, "--layers", "3"]
+    result = subprocess.run([sys.executable, "-m", *map(str, args)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "residual_layers=1" in result.stderr.strip().splitlines()[-1]
+
+
 def test_train_help_shows_each_default_it_has():
     from training.config import train_parser
     text = " ".join(train_parser().format_help().split())

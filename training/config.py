@@ -82,6 +82,8 @@ MODEL_FLAGS = {
     "dropout": "dropout between layers",
     "normalization": f"feature normalisation: {' or '.join(NORMALIZATIONS)} (a stream's own running mean)",
     "norm_prior_frames": "running normalisation: weight of the training mean, in frames",
+    "residual_layers": "top layers that add their input to their output (--init from a model with fewer layers "
+                       "grows it by residual layers that start at zero)",
 }
 
 

@@ -1,9 +1,9 @@
-"""Tune the beam search's LM weight and word score on dev parts: the model runs once per utterance, then every
-setting decodes the same log-probabilities. WER is reported per part; the best setting is the one with the lowest
-mean WER over the parts (each part counts the same, whatever its size). Tune on dev, never on test.
+"""Tune the beam search's beam size, LM weight and word score on dev parts: the model runs once per utterance, then
+every setting decodes the same log-probabilities. WER is reported per part; the best setting is the one with the
+lowest mean WER over the parts (each part counts the same, whatever its size). Tune on dev, never on test.
 
     python -m training.tune_decoding --model stream --dev data/real/dev/cv data/real/dev/an4 data/real/dev/so762 \\
-        --lm-weights 0 0.5 1 1.5 2 --word-scores -1 0 1 2
+        --lm-weights 0 0.5 1 1.5 2 --word-scores -1 0 1 2 [--beam-sizes 16 32]
 
 A whole utterance in one model call gives the log-probabilities a stream of it gives (the model is causal, its
 normalisation a running mean), so this scores what `asr transcribe` would, up to endpoints inside an utterance.
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="stream", help="shipped name or checkpoint")
     parser.add_argument("--dev", type=Path, nargs="+", required=True, metavar="DIR", help="dev parts (never test)")
     parser.add_argument("--lm", default="default", help="LM directory (default: the shipped one)")
-    parser.add_argument("--beam-size", type=int, default=BeamSearchOptions().beam_size)
+    parser.add_argument("--beam-sizes", type=int, nargs="+", default=[BeamSearchOptions().beam_size])
     parser.add_argument("--lm-weights", type=float, nargs="+", default=[0.0, 0.5, 1.0, 1.5, 2.0, 2.5])
     parser.add_argument("--word-scores", type=float, nargs="+", default=[-1.0, 0.0, 1.0, 2.0, 3.0])
     parser.add_argument("--max-utterances", type=int, help="per part")
@@ -72,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     model = load_model(args.model)
     shift = model.dims.frame_shift
     parts = {folder.name: part_log_probs(model, folder, args.max_utterances) for folder in args.dev}
-    settings = [GREEDY] + [Decoding(args.lm, BeamSearchOptions(beam_size=args.beam_size, lm_weight=w, word_score=s))
-                           for w, s in itertools.product(args.lm_weights, args.word_scores)]
+    settings = [GREEDY] + [Decoding(args.lm, BeamSearchOptions(beam_size=b, lm_weight=w, word_score=s))
+                           for b, w, s in itertools.product(args.beam_sizes, args.lm_weights, args.word_scores)]
     rows = []
     for decoding in settings:
         started = time.perf_counter()
