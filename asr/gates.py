@@ -23,8 +23,7 @@ def gate_activations(model: AcousticModel, features: torch.Tensor, layer: int = 
     if x.shape[1] == 0:
         raise ValueError(f"utterance too short: {len(features)} frames, need at least {model.dims.stack}")
     for i, lstm in enumerate(model.lstms[:layer]):
-        out, _ = lstm(x)
-        x = x + out if model.is_residual(i) else out
+        x = model.layer_result(i, x, lstm(x)[0])
     lstm = model.lstms[layer]
     outputs, _ = lstm(x)
     hidden = model.dims.hidden

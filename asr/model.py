@@ -91,6 +91,10 @@ class AcousticModel(nn.Module):
         """Whether layer `layer` (0-based) adds its input to its output."""
         return layer >= self.dims.layers - self.dims.residual_layers
 
+    def layer_result(self, layer: int, inputs: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
+        """What layer `layer` passes on: its outputs, plus its inputs where it is residual. (..., features)"""
+        return outputs + inputs if self.is_residual(layer) else outputs
+
     def init_state(self, batch: int = 1) -> State:
         """The state of `batch` new streams: zero `(h, c)`, each (layers, batch, hidden), and no frames seen."""
         device = self.feature_mean.device
@@ -168,9 +172,7 @@ class AcousticModel(nn.Module):
             out, (h, c) = lstm(x, layer_state)
             new_h.append(h)
             new_c.append(c)
-            data = self.dropout(out.data if packed else out)
-            if self.is_residual(i):
-                data = data + (x.data if packed else x)
+            data = self.layer_result(i, x.data if packed else x, self.dropout(out.data if packed else out))
             x = out._replace(data=data) if packed else data
         if packed:
             x, _ = pad_packed_sequence(x, batch_first=True, total_length=steps)
