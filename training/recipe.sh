@@ -77,12 +77,14 @@ if stage train; then
     train_both "" "$STREAM_ARGS" "$OFFLINE_ARGS"
 fi
 # finetune FROM TO STREAM_FLAGS OFFLINE_FLAGS [TRAIN_DIR...]: a new schedule from each model's RUNS/NAME$FROM/best.pt
+# (FROM may be STREAM_FROM,OFFLINE_FROM when the two models start from different phases)
 finetune() {
-    local from=$1 to=$2
-    for name in stream offline; do  # --init is read when a run starts; --resume continues a started one
-        [ -f "$RUNS/$name$from/best.pt" ] || { echo "finetune: $RUNS/$name$from/best.pt missing (run the stage before)"; exit 1; }
+    local stream_from=${1%,*} offline_from=${1#*,} to=$2
+    for init in "$RUNS/stream$stream_from/best.pt" "$RUNS/offline$offline_from/best.pt"; do
+        # --init is read when a run starts; --resume continues a started one
+        [ -f "$init" ] || { echo "finetune: $init missing (run the stage before)"; exit 1; }
     done
-    train_both "$to" "$3 --init $RUNS/stream$from/best.pt" "$4 --init $RUNS/offline$from/best.pt" "${@:5}"
+    train_both "$to" "$3 --init $RUNS/stream$stream_from/best.pt" "$4 --init $RUNS/offline$offline_from/best.pt" "${@:5}"
 }
 if stage finetune; then
     finetune "" "-ft" "$STREAM_FT_ARGS" "$OFFLINE_FT_ARGS"
@@ -119,6 +121,14 @@ for phase in join:mix mix:mix2 mix2:grow grow:grow2; do   # FROM:TO
     fi
     seed=$((seed + 1))
 done
+# grow3 (phase 13): one more schedule from each shipped phase, `stream`'s phase 11 grown by a fifth LSTM layer (a
+# second residual one), `offline`'s phase 12 as it is -> RUNS/NAME-grow3
+if stage grow3; then
+    finetune -grow,-grow2 -grow3 \
+        "--steps 2800 --warmup 100 --eval-every 400 --lr 1e-3 --seed 14 --join-utterances 3 --layers 5 --residual-layers 2" \
+        "--steps 1600 --warmup 100 --eval-every 320 --lr 1e-3 --seed 14 --join-utterances 3 --layers 4 --residual-layers 1" \
+        "$DATA/corpus-voices/train"
+fi
 # phases NAME SHIPPED: the run directories of NAME's phases up to the shipped one (RUNS/NAME, RUNS/NAME-ft, -ft2 ..)
 phases() {
     local suffix
