@@ -27,6 +27,7 @@
 #                layer, `offline` from RUNS/offline-grow2/best.pt -> RUNS/NAME-grow3
 #      grow4     phase 14: `stream` from RUNS/stream-grow/best.pt at half the peak
 #                rate, `offline` from RUNS/offline-grow3/best.pt -> RUNS/NAME-grow4
+#      grow5     phase 15 (not in the default STAGES): both from RUNS/NAME-grow4/best.pt -> RUNS/NAME-grow5
 #   6. export    the shipped phases (STREAM_SHIPPED, OFFLINE_SHIPPED): RUNS/NAME$SHIPPED/best.pt -> asr/models/NAME.pt
 #   7. evaluate  every dev-suite part and the synthetic test, pocketsphinx on the same files; curves
 # STAGES="train" bash training/recipe.sh runs only the named stages.
@@ -126,26 +127,23 @@ for phase in join:mix mix:mix2 mix2:grow grow:grow2; do   # FROM:TO
     fi
     seed=$((seed + 1))
 done
-# grow3 (phase 13): one more schedule from each shipped phase, `stream`'s phase 11 grown by a fifth LSTM layer (a
-# second residual one), `offline`'s phase 12 as it is -> RUNS/NAME-grow3
-if stage grow3; then
-    finetune -grow,-grow2 -grow3 \
-        "--steps 2800 --warmup 100 --eval-every 400 --lr 1e-3 --seed 14 --join-utterances 3 --layers 5 --residual-layers 2" \
-        "--steps 1600 --warmup 100 --eval-every 320 --lr 1e-3 --seed 14 --join-utterances 3 --layers 4 --residual-layers 1" \
+# grown FROM TO SEED STREAM_FLAGS: one more schedule of the four-layer models from RUNS/NAME$FROM (FROM may be
+# STREAM_FROM,OFFLINE_FROM) -> RUNS/NAME-TO; `offline` always with phase 11's settings, `stream` with STREAM_FLAGS
+grown() {
+    finetune "$1" "-$2" "--warmup 100 --eval-every 400 --seed $3 --join-utterances 3 $4" \
+        "--steps 1600 --warmup 100 --eval-every 320 --lr 1e-3 --seed $3 --join-utterances 3 --layers 4 --residual-layers 1" \
         "$DATA/corpus-voices/train"
-fi
-# grow4 (phase 14): one more schedule, `stream` from its phase 11 again at half the peak rate, `offline` from its
-# phase 13 -> RUNS/NAME-grow4
-if stage grow4; then
-    finetune -grow,-grow3 -grow4 \
-        "--steps 2000 --warmup 100 --eval-every 400 --lr 5e-4 --seed 15 --join-utterances 3 --layers 4 --residual-layers 1" \
-        "--steps 1600 --warmup 100 --eval-every 320 --lr 1e-3 --seed 15 --join-utterances 3 --layers 4 --residual-layers 1" \
-        "$DATA/corpus-voices/train"
-fi
+}
+# grow3 (phase 13): `stream`'s phase 11 grown by a fifth LSTM layer (a second residual one), `offline`'s phase 12
+if stage grow3; then grown -grow,-grow2 grow3 14 "--steps 2800 --lr 1e-3 --layers 5 --residual-layers 2"; fi
+# grow4 (phase 14): `stream`'s phase 11 again at half the peak rate, `offline`'s phase 13
+if stage grow4; then grown -grow,-grow3 grow4 15 "--steps 2000 --lr 5e-4 --layers 4 --residual-layers 1"; fi
+# grow5 (phase 15, not in the default STAGES): `stream`'s and `offline`'s phase 14
+if stage grow5; then grown -grow4 grow5 16 "--steps 2000 --lr 5e-4 --layers 4 --residual-layers 1"; fi
 # phases NAME SHIPPED: the run directories of NAME's phases up to the shipped one (RUNS/NAME, RUNS/NAME-ft, -ft2 ..)
 phases() {
     local suffix
-    for suffix in "" -ft -ft2 -ft3 -ft4 -ft5 -ft6 -join -mix -mix2 -grow -grow2 -grow3 -grow4; do
+    for suffix in "" -ft -ft2 -ft3 -ft4 -ft5 -ft6 -join -mix -mix2 -grow -grow2 -grow3 -grow4 -grow5; do
         echo "$RUNS/$1$suffix"
         [ "$suffix" = "$2" ] && return
     done
