@@ -25,8 +25,8 @@
 #                zero -> RUNS/NAME-grow; grow2 (phase 12) the same from RUNS/NAME-grow/best.pt -> RUNS/NAME-grow2
 #      grow3     phase 13: one more schedule, `stream` from RUNS/stream-grow/best.pt grown by a fifth (residual)
 #                layer, `offline` from RUNS/offline-grow2/best.pt -> RUNS/NAME-grow3
-#      grow4     phase 14: `stream` from RUNS/stream-grow/best.pt at half the peak
-#                rate, `offline` from RUNS/offline-grow3/best.pt -> RUNS/NAME-grow4
+#      grow4     phase 14: `stream` from RUNS/stream-grow/best.pt at half the peak rate, `offline` from
+#                RUNS/offline-grow3/best.pt -> RUNS/NAME-grow4 (the shipped `offline`)
 #      grow5     phase 15 (not in the default STAGES): both from RUNS/NAME-grow4/best.pt -> RUNS/NAME-grow5
 #   6. export    the shipped phases (STREAM_SHIPPED, OFFLINE_SHIPPED): RUNS/NAME$SHIPPED/best.pt -> asr/models/NAME.pt
 #   7. evaluate  every dev-suite part and the synthetic test, pocketsphinx on the same files; curves
