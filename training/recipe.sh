@@ -110,36 +110,28 @@ if stage join; then
     finetune -ft6 -join "--steps 3200 --warmup 100 --eval-every 400 --lr 1e-3 --seed 9 --join-utterances 3" \
         "--steps 1800 --warmup 100 --eval-every 360 --lr 1e-3 --seed 9 --join-utterances 3"
 fi
-# mix, mix2 (phases 9 and 10): one more schedule from the phase before (RUNS/NAME-join, then RUNS/NAME-mix), joined
-# examples as in join, on the real speech and both synthetic training sets again (phase 8 heard no synthetic speech
-# and lost the synthetic voices) -> RUNS/NAME-mix, RUNS/NAME-mix2
-# grow (phase 11): the same from RUNS/NAME-mix2 with one more LSTM layer on top, a residual layer that starts at
-# zero weights (asr.model.grow: the grown model starts as phase 10) -> RUNS/NAME-grow; grow2 (phase 12): one more
-# schedule of the grown model -> RUNS/NAME-grow2
-seed=10
-for phase in join:mix mix:mix2 mix2:grow grow:grow2; do   # FROM:TO
-    case ${phase#*:} in grow*) deeper="--layers 4 --residual-layers 1" ;; *) deeper="" ;; esac
-    if stage "${phase#*:}"; then
-        finetune "-${phase%:*}" "-${phase#*:}" \
-            "--steps 2800 --warmup 100 --eval-every 400 --lr 1e-3 --seed $seed --join-utterances 3 $deeper" \
-            "--steps 1600 --warmup 100 --eval-every 320 --lr 1e-3 --seed $seed --join-utterances 3 $deeper" \
-            "$DATA/corpus-voices/train"
-    fi
-    seed=$((seed + 1))
-done
-# grown FROM TO SEED STREAM_FLAGS: one more schedule of the four-layer models from RUNS/NAME$FROM (FROM may be
-# STREAM_FROM,OFFLINE_FROM) -> RUNS/NAME-TO; `offline` always with phase 11's settings, `stream` with STREAM_FLAGS
-grown() {
+# mixed FROM TO SEED STREAM_FLAGS OFFLINE_FLAGS: one more schedule from each model's RUNS/NAME$FROM (FROM may be
+# STREAM_FROM,OFFLINE_FROM), joined examples as in join, on the real speech and both synthetic training sets
+# -> RUNS/NAME-TO
+mixed() {
     finetune "$1" "-$2" "--warmup 100 --eval-every 400 --seed $3 --join-utterances 3 $4" \
-        "--steps 1600 --warmup 100 --eval-every 320 --lr 1e-3 --seed $3 --join-utterances 3 --layers 4 --residual-layers 1" \
+        "--steps 1600 --warmup 100 --eval-every 320 --lr 1e-3 --seed $3 --join-utterances 3 $5" \
         "$DATA/corpus-voices/train"
 }
+GROWN="--layers 4 --residual-layers 1"   # four LSTM layers, the fourth residual (asr.model.grow)
+# mix, mix2 (phases 9 and 10): phase 8 heard no synthetic speech and lost the synthetic voices
+if stage mix; then mixed -join mix 10 "--steps 2800 --lr 1e-3" ""; fi
+if stage mix2; then mixed -mix mix2 11 "--steps 2800 --lr 1e-3" ""; fi
+# grow (phase 11): one more LSTM layer on top, a residual layer that starts at zero weights (the grown model starts
+# as phase 10); grow2 (phase 12): one more schedule of the grown model
+if stage grow; then mixed -mix2 grow 12 "--steps 2800 --lr 1e-3 $GROWN" "$GROWN"; fi
+if stage grow2; then mixed -grow grow2 13 "--steps 2800 --lr 1e-3 $GROWN" "$GROWN"; fi
 # grow3 (phase 13): `stream`'s phase 11 grown by a fifth LSTM layer (a second residual one), `offline`'s phase 12
-if stage grow3; then grown -grow,-grow2 grow3 14 "--steps 2800 --lr 1e-3 --layers 5 --residual-layers 2"; fi
+if stage grow3; then mixed -grow,-grow2 grow3 14 "--steps 2800 --lr 1e-3 --layers 5 --residual-layers 2" "$GROWN"; fi
 # grow4 (phase 14): `stream`'s phase 11 again at half the peak rate, `offline`'s phase 13
-if stage grow4; then grown -grow,-grow3 grow4 15 "--steps 2000 --lr 5e-4 --layers 4 --residual-layers 1"; fi
+if stage grow4; then mixed -grow,-grow3 grow4 15 "--steps 2000 --lr 5e-4 $GROWN" "$GROWN"; fi
 # grow5 (phase 15, not in the default STAGES): `stream`'s and `offline`'s phase 14
-if stage grow5; then grown -grow4 grow5 16 "--steps 2000 --lr 5e-4 --layers 4 --residual-layers 1"; fi
+if stage grow5; then mixed -grow4 grow5 16 "--steps 2000 --lr 5e-4 $GROWN" "$GROWN"; fi
 # phases NAME SHIPPED: the run directories of NAME's phases up to the shipped one (RUNS/NAME, RUNS/NAME-ft, -ft2 ..)
 phases() {
     local suffix
