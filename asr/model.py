@@ -197,3 +197,35 @@ def grow(model: AcousticModel, layers: int) -> AcousticModel:
             for weight in lstm.parameters():
                 weight.zero_()
     return grown
+
+
+def widen(model: AcousticModel, hidden: int) -> AcousticModel:
+    """A copy of `model` with `hidden` LSTM units per direction instead of `model.dims.hidden`, computing what
+    `model` does. The old units keep their weights and read nothing from the new ones (zero columns in every
+    layer's input and recurrent weights and in the output layer); the new units start as a fresh model's, so their
+    outputs differ from zero and the zero columns get gradients from the first step."""
+    old = model.dims.hidden
+    if hidden <= old:
+        raise ValueError(f"cannot widen a model of {old} hidden units to {hidden}")
+    wide = AcousticModel(replace(model.dims, hidden=hidden))
+    directions = 2 if model.dims.bidirectional else 1
+    # where each old unit of a layer's output sits in the wide layer's output: (directions * old,)
+    kept = torch.cat([torch.arange(old) + d * hidden for d in range(directions)])
+    gate_rows = torch.cat([torch.arange(old) + g * hidden for g in range(4)])  # PyTorch's gates i, f, g, o
+    with torch.no_grad():
+        for layer, (narrow_lstm, wide_lstm) in enumerate(zip(model.lstms, wide.lstms)):
+            inputs = torch.arange(narrow_lstm.input_size) if layer == 0 else kept
+            for name, weight in wide_lstm.named_parameters():
+                narrow_weight = getattr(narrow_lstm, name)
+                if name.startswith("bias"):
+                    weight[gate_rows] = narrow_weight
+                    continue
+                columns = inputs if name.startswith("weight_ih") else torch.arange(old)
+                weight[gate_rows] = 0  # the old units read only the old units
+                weight[gate_rows[:, None], columns[None, :]] = narrow_weight
+        wide.output.weight.zero_()
+        wide.output.weight[:, kept] = model.output.weight
+        wide.output.bias.copy_(model.output.bias)
+        wide.feature_mean.copy_(model.feature_mean)
+        wide.feature_std.copy_(model.feature_std)
+    return wide

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from asr.model import AcousticModel, ModelDims, grow
+from asr.model import AcousticModel, ModelDims, grow, widen
 
 
 def small(bidirectional=False, normalization="global", residual_layers=0):
@@ -102,3 +102,19 @@ def test_residual_layers_need_a_layer_below_them():
         ModelDims(layers=3, residual_layers=3)
     with pytest.raises(ValueError, match="cannot grow a 3-layer model to 3 layers"):
         grow(small(), 3)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_a_widened_model_starts_as_the_model_it_widened(bidirectional):
+    model = small(bidirectional=bidirectional, normalization="running", residual_layers=1)
+    wide = widen(model, 64).eval()
+    assert wide.dims.hidden == 64 and wide.lstms[1].weight_hh_l0.shape == (4 * 64, 64)
+    features, lengths = torch.randn(2, 120, 80), torch.tensor([120, 75])
+    torch.testing.assert_close(wide(features, lengths)[0], model(features, lengths)[0], atol=1e-5, rtol=1e-5)
+    # the old units' zero columns on the new units learn from the first step
+    wide.train()
+    wide(features, lengths)[0].logsumexp(-1).sum().backward()
+    assert wide.lstms[1].weight_ih_l0.grad[:48, 48:64].abs().sum() > 0
+    assert wide.output.weight.grad[:, 48:64].abs().sum() > 0
+    with pytest.raises(ValueError, match="cannot widen a model of 48 hidden units to 48"):
+        widen(model, 48)

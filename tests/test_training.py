@@ -191,21 +191,25 @@ def test_a_teacher_with_other_outputs_is_one_clear_line(corpus, tmp_path):
         f"(stack 3, vocab 29)")
 
 
-def test_init_from_a_shallower_model_grows_it_by_residual_layers(corpus, tmp_path):
+def test_init_from_a_smaller_model_grows_it_by_residual_layers_and_units(corpus, tmp_path):
     common = ["--train", corpus / "train", *TINY]
     run("asr", "train", "--out", tmp_path / "two", "--steps", "10", *common)
     two = tmp_path / "two" / "best.pt"
     run("asr", "train", "--out", tmp_path / "start", "--steps", "0", *common, "--init", two,
         "--layers", "3", "--residual-layers", "1")
+    run("asr", "train", "--out", tmp_path / "wide", "--steps", "0", *common, "--init", two, "--hidden", "64")
     run("asr", "train", "--out", tmp_path / "three", "--steps", "10", *common, "--init", two,
         "--layers", "3", "--residual-layers", "1")
     models = {name: model_from_checkpoint(load_checkpoint(path)).eval() for name, path in
-              [("two", two), ("start", tmp_path / "start" / "best.pt"), ("three", tmp_path / "three" / "best.pt")]}
+              [("two", two), ("start", tmp_path / "start" / "best.pt"), ("three", tmp_path / "three" / "best.pt"),
+               ("wide", tmp_path / "wide" / "best.pt")]}
     assert models["three"].dims.layers == 3 and models["three"].dims.residual_layers == 1
+    assert models["wide"].dims.hidden == 64
     features = UtteranceDataset(load_manifests([corpus / "train"]), 3).features(0)[None]
     with torch.inference_mode():
         outputs = {name: model(features, torch.tensor([features.shape[1]]))[0] for name, model in models.items()}
     torch.testing.assert_close(outputs["start"], outputs["two"], atol=0, rtol=0)  # grown: the same function
+    torch.testing.assert_close(outputs["wide"], outputs["two"], atol=1e-5, rtol=1e-5)  # widened: the same up to sums
     assert models["three"].lstms[2].weight_ih_l0.abs().max() > 0  # trained: the new layer left zero
 
     args = ["asr", "train", "--out", tmp_path / "forgot", "--steps", "1", *common, "--init", two, "--layers", "3"]

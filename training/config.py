@@ -76,7 +76,7 @@ class TrainConfig:
 
 # Model flags: the ModelDims fields a user sets (n_mels and vocab follow from the features and the tokenizer).
 MODEL_FLAGS = {
-    "hidden": "LSTM units per direction",
+    "hidden": "LSTM units per direction (--init from a narrower model widens it by units it does not read yet)",
     "layers": "LSTM layers",
     "stack": "10 ms frames stacked per model step",
     "dropout": "dropout between layers",

@@ -27,7 +27,7 @@ from asr.checkpoint import (
     model_from_checkpoint,
     save_checkpoint,
 )
-from asr.model import AcousticModel, grow
+from asr.model import AcousticModel, grow, widen
 from training.config import TrainConfig, config_from_args, train_parser
 from training.data import Batch, UtteranceDataset, bucket_batches, spec_augment
 from training.distill import Teacher, distillation_loss
@@ -165,6 +165,8 @@ class Trainer:
                 init = model_from_checkpoint(load_checkpoint(self.config.init))
             except CheckpointError as error:
                 raise CheckpointError(f"--init: {error}") from None
+            if model.dims.hidden > init.dims.hidden:  # wider: new units the old ones do not read yet
+                init = widen(init, model.dims.hidden)
             if model.dims.layers > init.dims.layers:  # deeper: residual layers of zero weights on top
                 init = grow(init, model.dims.layers)
             # The weights carry over; how features are normalised is the new model's own choice.
