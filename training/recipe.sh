@@ -28,6 +28,7 @@
 #      grow4     phase 14: `stream` from RUNS/stream-grow/best.pt at half the peak rate, `offline` from
 #                RUNS/offline-grow3/best.pt -> RUNS/NAME-grow4 (the shipped `offline`)
 #      grow5     phase 15 (not in the default STAGES): both from RUNS/NAME-grow4/best.pt -> RUNS/NAME-grow5
+#      wide      stream only, phase 15 (not in the default STAGES): RUNS/stream-grow widened to 384 units -> RUNS/stream-wide
 #   6. export    the shipped phases (STREAM_SHIPPED, OFFLINE_SHIPPED): RUNS/NAME$SHIPPED/best.pt -> asr/models/NAME.pt
 #   7. evaluate  every dev-suite part and the synthetic test, pocketsphinx on the same files; curves
 # STAGES="train" bash training/recipe.sh runs only the named stages.
@@ -65,18 +66,22 @@ if stage voices && [ ! -d "$DATA/corpus-voices/train" ]; then   # RHVoice: Debia
         --exclude-sentences "$DATA/dev_sentences.txt" --exclude-sentences "$DATA/real/heldout_sentences.txt" \
         --write-sentences "$DATA/voices_sentences.txt"
 fi
-# train_both SUFFIX STREAM_FLAGS OFFLINE_FLAGS [TRAIN_DIR...]: both models at once into RUNS/stream$SUFFIX and
-# RUNS/offline$SUFFIX, on TRAIN_SETS (the real and synthetic training sets) and any TRAIN_DIR
+# train_one NAME SUFFIX FLAGS [TRAIN_DIR...]: model NAME (stream or offline) into RUNS/NAME$SUFFIX, in the
+# background, on TRAIN_SETS (the real and synthetic training sets) and any TRAIN_DIR
 TRAIN_SETS=("$DATA/real/train" "$DATA/real/train-aug1" "$DATA/corpus/train")
-train_both() {
-    local suffix=$1 stream_flags=$2 offline_flags=$3
-    local common=(--train "${TRAIN_SETS[@]}" "${@:4}"
-                  --dev "$DATA/real/dev/cv" "$DATA/real/dev/an4" "$DATA/real/dev/so762" --dev-max-utterances 400
-                  --normalization running --max-minutes "$MINUTES" --threads 1 --save-every 100 --resume)
+train_one() {
+    local name=$1 suffix=$2 flags=$3 dims=$STREAM_DIMS
+    [ "$name" = offline ] && dims=$OFFLINE_DIMS
     # shellcheck disable=SC2086  # the flag strings split into flags
-    asr train "${common[@]}" --out "$RUNS/stream$suffix" $STREAM_DIMS $stream_flags >> "$RUNS/stream$suffix.log" 2>&1 &
-    # shellcheck disable=SC2086
-    asr train "${common[@]}" --out "$RUNS/offline$suffix" $OFFLINE_DIMS $offline_flags >> "$RUNS/offline$suffix.log" 2>&1 &
+    asr train --train "${TRAIN_SETS[@]}" "${@:4}" \
+        --dev "$DATA/real/dev/cv" "$DATA/real/dev/an4" "$DATA/real/dev/so762" --dev-max-utterances 400 \
+        --normalization running --max-minutes "$MINUTES" --threads 1 --save-every 100 --resume \
+        --out "$RUNS/$name$suffix" $dims $flags >> "$RUNS/$name$suffix.log" 2>&1 &
+}
+# train_both SUFFIX STREAM_FLAGS OFFLINE_FLAGS [TRAIN_DIR...]: both models at once (one core each)
+train_both() {
+    train_one stream "$1" "$2" "${@:4}"
+    train_one offline "$1" "$3" "${@:4}"
     wait
 }
 if stage train; then
@@ -132,6 +137,13 @@ if stage grow3; then mixed -grow,-grow2 grow3 14 "--steps 2800 --lr 1e-3 --layer
 if stage grow4; then mixed -grow,-grow3 grow4 15 "--steps 2000 --lr 5e-4 $GROWN" "$GROWN"; fi
 # grow5 (phase 15, not in the default STAGES): `stream`'s and `offline`'s phase 14
 if stage grow5; then mixed -grow4 grow5 16 "--steps 2000 --lr 5e-4 $GROWN" "$GROWN"; fi
+# wide (phase 15 of `stream`, not in the default STAGES): its phase 11 widened from 320 to 384 units per direction
+# (asr.model.widen: the wider model starts as phase 11)
+if stage wide; then
+    train_one stream -wide "--warmup 100 --eval-every 400 --seed 17 --join-utterances 3 --steps 2000 --lr 1e-3 \
+        $GROWN --hidden 384 --init $RUNS/stream-grow/best.pt" "$DATA/corpus-voices/train"
+    wait
+fi
 # phases NAME SHIPPED: the run directories of NAME's phases up to the shipped one (RUNS/NAME, RUNS/NAME-ft, -ft2 ..)
 phases() {
     local suffix
