@@ -26,9 +26,13 @@
 #      grow3     phase 13: one more schedule, `stream` from RUNS/stream-grow/best.pt grown by a fifth (residual)
 #                layer, `offline` from RUNS/offline-grow2/best.pt -> RUNS/NAME-grow3
 #      grow4     phase 14: `stream` from RUNS/stream-grow/best.pt at half the peak rate, `offline` from
-#                RUNS/offline-grow3/best.pt -> RUNS/NAME-grow4 (the shipped `offline`)
-#      grow5     phase 15 (not in the default STAGES): both from RUNS/NAME-grow4/best.pt -> RUNS/NAME-grow5
-#      wide      stream only, phase 15 (not in the default STAGES): RUNS/stream-grow widened to 384 units -> RUNS/stream-wide
+#                RUNS/offline-grow3/best.pt -> RUNS/NAME-grow4
+#      grow5     phase 15 of `offline` alone: from RUNS/offline-grow4/best.pt -> RUNS/offline-grow5 (the shipped one)
+#      grow6     phase 16 of `offline` (not in the default STAGES): from RUNS/offline-grow5 -> RUNS/offline-grow6
+#      wide      phase 15 of `stream` (not in the default STAGES): RUNS/stream-grow widened to 384 units per
+#                direction -> RUNS/stream-wide
+#      distill   phase 16 of `stream` (not in the default STAGES): RUNS/stream-grow, taught by RUNS/offline-grow5
+#                as well -> RUNS/stream-distill
 #   6. export    the shipped phases (STREAM_SHIPPED, OFFLINE_SHIPPED): RUNS/NAME$SHIPPED/best.pt -> asr/models/NAME.pt
 #   7. evaluate  every dev-suite part and the synthetic test, pocketsphinx on the same files; curves
 # STAGES="train" bash training/recipe.sh runs only the named stages.
@@ -39,7 +43,7 @@ DATA=${DATA:-data}
 RUNS=${RUNS:-runs}
 MINUTES=${MINUTES:-600}
 STAGES=${STAGES:-"real synth voices train finetune finetune2 finetune3 finetune4 finetune5 finetune6 join mix mix2 \
-                  grow grow2 grow3 grow4 export evaluate"}
+                  grow grow2 grow3 grow4 grow5 export evaluate"}
 STREAM_DIMS="--hidden 320 --layers 3 --stack 3"
 OFFLINE_DIMS="--hidden 256 --layers 3 --stack 3 --bidirectional"
 STREAM_ARGS=${STREAM_ARGS:-"--steps 3800 --eval-every 400 --lr 2e-3"}
@@ -50,7 +54,7 @@ STREAM_FTN_ARGS=${STREAM_FTN_ARGS:-"--steps 2700 --warmup 100 --eval-every 450 -
 OFFLINE_FTN_ARGS=${OFFLINE_FTN_ARGS:-"--steps 1450 --warmup 100 --eval-every 290 --lr 1e-3"}
 # the phase whose best.pt is exported (RUNS/NAME$SHIPPED): stream's phases 12 to 14 were worse on dev than its
 # phase 11
-STREAM_SHIPPED=-grow OFFLINE_SHIPPED=-grow4
+STREAM_SHIPPED=-grow OFFLINE_SHIPPED=-grow5
 mkdir -p "$DATA" "$RUNS"
 stage() { [[ " $STAGES " == *" $1 "* ]]; }
 
@@ -118,10 +122,17 @@ fi
 # mixed FROM TO SEED STREAM_FLAGS OFFLINE_FLAGS: one more schedule from each model's RUNS/NAME$FROM (FROM may be
 # STREAM_FROM,OFFLINE_FROM), joined examples as in join, on the real speech and both synthetic training sets
 # -> RUNS/NAME-TO
+MIXED_STREAM="--warmup 100 --eval-every 400 --join-utterances 3"
+MIXED_OFFLINE="--steps 1600 --warmup 100 --eval-every 320 --lr 1e-3 --join-utterances 3"
 mixed() {
-    finetune "$1" "-$2" "--warmup 100 --eval-every 400 --seed $3 --join-utterances 3 $4" \
-        "--steps 1600 --warmup 100 --eval-every 320 --lr 1e-3 --seed $3 --join-utterances 3 $5" \
-        "$DATA/corpus-voices/train"
+    finetune "$1" "-$2" "$MIXED_STREAM --seed $3 $4" "$MIXED_OFFLINE --seed $3 $5" "$DATA/corpus-voices/train"
+}
+# mixed_one NAME FROM TO SEED FLAGS: the same for model NAME alone, from RUNS/NAME$FROM/best.pt
+mixed_one() {
+    local settings=$MIXED_STREAM
+    [ "$1" = offline ] && settings=$MIXED_OFFLINE
+    train_one "$1" "-$3" "$settings --seed $4 $5 --init $RUNS/$1$2/best.pt" "$DATA/corpus-voices/train"
+    wait
 }
 GROWN="--layers 4 --residual-layers 1"   # four LSTM layers, the fourth residual (asr.model.grow)
 # mix, mix2 (phases 9 and 10): phase 8 heard no synthetic speech and lost the synthetic voices
@@ -135,14 +146,16 @@ if stage grow2; then mixed -grow grow2 13 "--steps 2800 --lr 1e-3 $GROWN" "$GROW
 if stage grow3; then mixed -grow,-grow2 grow3 14 "--steps 2800 --lr 1e-3 --layers 5 --residual-layers 2" "$GROWN"; fi
 # grow4 (phase 14): `stream`'s phase 11 again at half the peak rate, `offline`'s phase 13
 if stage grow4; then mixed -grow,-grow3 grow4 15 "--steps 2000 --lr 5e-4 $GROWN" "$GROWN"; fi
-# grow5 (phase 15, not in the default STAGES): `stream`'s and `offline`'s phase 14
-if stage grow5; then mixed -grow4 grow5 16 "--steps 2000 --lr 5e-4 $GROWN" "$GROWN"; fi
+# grow5 (phase 15 of `offline`): its phase 14 (`stream`'s phase 14 was not better than its phase 11)
+if stage grow5; then mixed_one offline -grow4 grow5 16 "$GROWN"; fi
+# grow6 (phase 16 of `offline`, not in the default STAGES): its phase 15
+if stage grow6; then mixed_one offline -grow5 grow6 17 "$GROWN"; fi
 # wide (phase 15 of `stream`, not in the default STAGES): its phase 11 widened from 320 to 384 units per direction
 # (asr.model.widen: the wider model starts as phase 11)
-if stage wide; then
-    train_one stream -wide "--warmup 100 --eval-every 400 --seed 17 --join-utterances 3 --steps 2000 --lr 1e-3 \
-        $GROWN --hidden 384 --init $RUNS/stream-grow/best.pt" "$DATA/corpus-voices/train"
-    wait
+if stage wide; then mixed_one stream -grow wide 17 "--steps 2000 --lr 1e-3 $GROWN --hidden 384"; fi
+# distill (phase 16 of `stream`, not in the default STAGES): its phase 11 taught by `offline`'s phase 15 as well
+if stage distill; then
+    mixed_one stream -grow distill 18 "--steps 2000 --lr 1e-3 $GROWN --teacher $RUNS/offline-grow5/best.pt"
 fi
 # phases NAME SHIPPED: the run directories of NAME's phases up to the shipped one (RUNS/NAME, RUNS/NAME-ft, -ft2 ..)
 phases() {
