@@ -52,7 +52,7 @@ STREAM_FT_ARGS=${STREAM_FT_ARGS:-"--steps 2600 --warmup 100 --eval-every 400 --l
 OFFLINE_FT_ARGS=${OFFLINE_FT_ARGS:-"--steps 1400 --warmup 100 --eval-every 350 --lr 1e-3"}
 STREAM_FTN_ARGS=${STREAM_FTN_ARGS:-"--steps 2700 --warmup 100 --eval-every 450 --lr 1e-3"}   # finetuneN, --seed N
 OFFLINE_FTN_ARGS=${OFFLINE_FTN_ARGS:-"--steps 1450 --warmup 100 --eval-every 290 --lr 1e-3"}
-# the phase whose best.pt is exported (RUNS/NAME$SHIPPED): stream's phases 12 to 14 were worse on dev than its
+# the phase whose best.pt is exported (RUNS/NAME$SHIPPED): stream's phases 12 to 15 were worse on dev than its
 # phase 11
 STREAM_SHIPPED=-grow OFFLINE_SHIPPED=-grow5
 mkdir -p "$DATA" "$RUNS"
