@@ -33,6 +33,8 @@
 #                direction -> RUNS/stream-wide
 #      distill   phase 16 of `stream` (not in the default STAGES): RUNS/stream-grow, taught by RUNS/offline-grow5
 #                as well -> RUNS/stream-distill
+#      aug2      (not in the default STAGES): a second augmented copy of the real training speech, one more
+#                schedule from each shipped phase -> RUNS/NAME-aug2
 #   6. export    the shipped phases (STREAM_SHIPPED, OFFLINE_SHIPPED): RUNS/NAME$SHIPPED/best.pt -> asr/models/NAME.pt
 #   7. evaluate  every dev-suite part and the synthetic test, pocketsphinx on the same files; curves
 # STAGES="train" bash training/recipe.sh runs only the named stages.
@@ -156,6 +158,14 @@ if stage wide; then mixed_one stream -grow wide 17 "--steps 2000 --lr 1e-3 $GROW
 # distill (phase 16 of `stream`, not in the default STAGES): its phase 11 taught by `offline`'s phase 15 as well
 if stage distill; then
     mixed_one stream -grow distill 18 "--steps 2000 --lr 1e-3 $GROWN --teacher $RUNS/offline-grow5/best.pt"
+fi
+# aug2 (not in the default STAGES): a second augmented copy of the real training speech (DATA/real/train-aug2)
+# beside the first, one more schedule from each shipped phase -> RUNS/NAME-aug2
+if stage aug2; then
+    [ -f "$DATA/real/train-aug2/recordings.tsv" ] ||
+        python -m training.real_speech --real "$REAL" --out "$DATA/real" --asterisk --augment-copies 2
+    TRAIN_SETS+=("$DATA/real/train-aug2")
+    mixed -grow,-grow5 aug2 19 "--steps 2000 --lr 1e-3 $GROWN" "$GROWN"
 fi
 # phases NAME SHIPPED: the run directories of NAME's phases up to the shipped one (RUNS/NAME, RUNS/NAME-ft, -ft2 ..)
 phases() {
