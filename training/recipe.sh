@@ -97,11 +97,16 @@ fi
 # (FROM may be STREAM_FROM,OFFLINE_FROM when the two models start from different phases)
 finetune() {
     local stream_from=${1%,*} offline_from=${1#*,} to=$2
-    for init in "$RUNS/stream$stream_from/best.pt" "$RUNS/offline$offline_from/best.pt"; do
-        # --init is read when a run starts; --resume continues a started one
-        [ -f "$init" ] || { echo "finetune: $init missing (run the stage before)"; exit 1; }
-    done
+    need_inits "$RUNS/stream$stream_from/best.pt" "$RUNS/offline$offline_from/best.pt"
     train_both "$to" "$3 --init $RUNS/stream$stream_from/best.pt" "$4 --init $RUNS/offline$offline_from/best.pt" "${@:5}"
+}
+# need_inits CHECKPOINT...: stop unless each --init checkpoint exists (--init is read when a run starts; --resume
+# continues a started one)
+need_inits() {
+    local init
+    for init in "$@"; do
+        [ -f "$init" ] || { echo "$init missing (run the stage before)"; exit 1; }
+    done
 }
 if stage finetune; then
     finetune "" "-ft" "$STREAM_FT_ARGS" "$OFFLINE_FT_ARGS"
@@ -133,6 +138,7 @@ mixed() {
 mixed_one() {
     local settings=$MIXED_STREAM
     [ "$1" = offline ] && settings=$MIXED_OFFLINE
+    need_inits "$RUNS/$1$2/best.pt"
     train_one "$1" "-$3" "$settings --seed $4 $5 --init $RUNS/$1$2/best.pt" "$DATA/corpus-voices/train"
     wait
 }
