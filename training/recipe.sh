@@ -33,8 +33,11 @@
 #                direction -> RUNS/stream-wide
 #      distill   phase 16 of `stream` (not in the default STAGES): RUNS/stream-grow, taught by RUNS/offline-grow5
 #                as well -> RUNS/stream-distill
-#      aug2      (not in the default STAGES): a second augmented copy of the real training speech, one more
-#                schedule from each shipped phase -> RUNS/NAME-aug2
+#      aug2      phase 17 of `offline` alone: a second augmented copy of the real training speech added, from
+#                RUNS/offline-grow5/best.pt -> RUNS/offline-aug2 (the shipped one)
+#      kokoro    (not in the default STAGES): 1.5 h of Japanese-accented synthetic English (Kokoro-82M's Japanese
+#                voices, `asr synth --engines kokoro`) and the second augmented copy added, one more schedule from
+#                each shipped phase -> RUNS/NAME-kokoro
 #   6. export    the shipped phases (STREAM_SHIPPED, OFFLINE_SHIPPED): RUNS/NAME$SHIPPED/best.pt -> asr/models/NAME.pt
 #   7. evaluate  every dev-suite part and the synthetic test, pocketsphinx on the same files; curves
 # STAGES="train" bash training/recipe.sh runs only the named stages.
@@ -45,7 +48,7 @@ DATA=${DATA:-data}
 RUNS=${RUNS:-runs}
 MINUTES=${MINUTES:-600}
 STAGES=${STAGES:-"real synth voices train finetune finetune2 finetune3 finetune4 finetune5 finetune6 join mix mix2 \
-                  grow grow2 grow3 grow4 grow5 export evaluate"}
+                  grow grow2 grow3 grow4 grow5 aug2 export evaluate"}
 STREAM_DIMS="--hidden 320 --layers 3 --stack 3"
 OFFLINE_DIMS="--hidden 256 --layers 3 --stack 3 --bidirectional"
 STREAM_ARGS=${STREAM_ARGS:-"--steps 3800 --eval-every 400 --lr 2e-3"}
@@ -56,7 +59,7 @@ STREAM_FTN_ARGS=${STREAM_FTN_ARGS:-"--steps 2700 --warmup 100 --eval-every 450 -
 OFFLINE_FTN_ARGS=${OFFLINE_FTN_ARGS:-"--steps 1450 --warmup 100 --eval-every 290 --lr 1e-3"}
 # the phase whose best.pt is exported (RUNS/NAME$SHIPPED): stream's phases 12 to 15 were worse on dev than its
 # phase 11
-STREAM_SHIPPED=-grow OFFLINE_SHIPPED=-grow5
+STREAM_SHIPPED=-grow OFFLINE_SHIPPED=-aug2
 mkdir -p "$DATA" "$RUNS"
 stage() { [[ " $STAGES " == *" $1 "* ]]; }
 
@@ -72,6 +75,16 @@ if stage voices && [ ! -d "$DATA/corpus-voices/train" ]; then   # RHVoice: Debia
         --exclude-sentences "$DATA/dev_sentences.txt" --exclude-sentences "$DATA/real/heldout_sentences.txt" \
         --write-sentences "$DATA/voices_sentences.txt"
 fi
+# kokoro voices (the kokoro stage): 1.5 h of Japanese-accented synthetic English from Kokoro-82M's Japanese style
+# vectors and their blends (training/voices.py), on sentences no other set speaks; done when its manifest exists
+kokoro_voices() {
+    [ -f "$DATA/corpus-kokoro/train.synth.tsv" ] && return
+    asr synth "$DATA/corpus-kokoro" --subset train --voices train --engines kokoro --hours 1.5 --seed 5 --overwrite \
+        --augment all --augment-prob 0.5 --jobs "${KOKORO_JOBS:-2}" --exclude-sentences "$DATA/test_sentences.txt" \
+        --exclude-sentences "$DATA/dev_sentences.txt" --exclude-sentences "$DATA/real/heldout_sentences.txt" \
+        --exclude-sentences "$DATA/train_sentences.txt" --exclude-sentences "$DATA/voices_sentences.txt" \
+        --write-sentences "$DATA/kokoro_sentences.txt"
+}
 # train_one NAME SUFFIX FLAGS [TRAIN_DIR...]: model NAME (stream or offline) into RUNS/NAME$SUFFIX, in the
 # background, on TRAIN_SETS (the real and synthetic training sets) and any TRAIN_DIR
 TRAIN_SETS=("$DATA/real/train" "$DATA/real/train-aug1" "$DATA/corpus/train")
@@ -122,9 +135,11 @@ done
 # training example 1 to 3 utterances of one speaker end to end, as a long recording or a microphone session is
 # heard (the dev/*-long parts) -> RUNS/NAME-join
 if stage join; then
-    TRAIN_SETS=("$DATA/real/train" "$DATA/real/train-aug1")
-    finetune -ft6 -join "--steps 3200 --warmup 100 --eval-every 400 --lr 1e-3 --seed 9 --join-utterances 3" \
-        "--steps 1800 --warmup 100 --eval-every 360 --lr 1e-3 --seed 9 --join-utterances 3"
+    (   # a subshell: the training sets of the later stages stay as they are
+        TRAIN_SETS=("$DATA/real/train" "$DATA/real/train-aug1")
+        finetune -ft6 -join "--steps 3200 --warmup 100 --eval-every 400 --lr 1e-3 --seed 9 --join-utterances 3" \
+            "--steps 1800 --warmup 100 --eval-every 360 --lr 1e-3 --seed 9 --join-utterances 3"
+    )
 fi
 # mixed FROM TO SEED STREAM_FLAGS OFFLINE_FLAGS: one more schedule from each model's RUNS/NAME$FROM (FROM may be
 # STREAM_FROM,OFFLINE_FROM), joined examples as in join, on the real speech and both synthetic training sets
@@ -165,18 +180,30 @@ if stage wide; then mixed_one stream -grow wide 17 "--steps 2000 --lr 1e-3 $GROW
 if stage distill; then
     mixed_one stream -grow distill 18 "--steps 2000 --lr 1e-3 $GROWN --teacher $RUNS/offline-grow5/best.pt"
 fi
-# aug2 (not in the default STAGES): a second augmented copy of the real training speech (DATA/real/train-aug2)
-# beside the first, one more schedule from each shipped phase -> RUNS/NAME-aug2
-if stage aug2; then
+# aug2 (phase 17 of `offline`): a second augmented copy of the real training speech (DATA/real/train-aug2, done
+# when its recordings.tsv exists) beside the first, one more schedule from its phase 15 -> RUNS/offline-aug2
+real_aug2() {
     [ -f "$DATA/real/train-aug2/recordings.tsv" ] ||
         python -m training.real_speech --real "$REAL" --out "$DATA/real" --asterisk --augment-copies 2
-    TRAIN_SETS+=("$DATA/real/train-aug2")
-    mixed -grow,-grow5 aug2 19 "--steps 2000 --lr 1e-3 $GROWN" "$GROWN"
+}
+if stage aug2; then
+    real_aug2
+    (TRAIN_SETS+=("$DATA/real/train-aug2"); mixed_one offline -grow5 aug2 19 "$GROWN")
+fi
+# kokoro (not in the default STAGES): the 1.5 h of Japanese-accented Kokoro voices (DATA/corpus-kokoro) and the
+# second augmented copy added to the training sets, one more schedule from each shipped phase -> RUNS/NAME-kokoro
+if stage kokoro; then
+    real_aug2
+    kokoro_voices
+    (
+        TRAIN_SETS+=("$DATA/real/train-aug2" "$DATA/corpus-kokoro/train")
+        mixed -grow,-aug2 kokoro 20 "--steps 2000 --lr 1e-3 $GROWN" "$GROWN"
+    )
 fi
 # phases NAME SHIPPED: the run directories of NAME's phases up to the shipped one (RUNS/NAME, RUNS/NAME-ft, -ft2 ..)
 phases() {
     local suffix
-    for suffix in "" -ft -ft2 -ft3 -ft4 -ft5 -ft6 -join -mix -mix2 -grow -grow2 -grow3 -grow4 -grow5; do
+    for suffix in "" -ft -ft2 -ft3 -ft4 -ft5 -ft6 -join -mix -mix2 -grow -grow2 -grow3 -grow4 -grow5 -aug2; do
         echo "$RUNS/$1$suffix"
         [ "$suffix" = "$2" ] && return
     done
