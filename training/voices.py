@@ -19,8 +19,9 @@ Seven engines, from robotic to natural:
     audio, sample_rate = synthesize(voices[0], "hello there")
 
 `split_voices` holds out whole timbres: an espeak variant held out for testing is held out in every accent, a flite,
-pico or rhvoice voice at every duration and pitch, a kokoro style vector or blend at every speed. Piper and hibari have one speaker each, so their test
-configurations differ from the training ones only in rate, noise and pronunciation.
+pico or rhvoice voice at every duration and pitch, a kokoro style or blend at every speed and pronunciation. Piper
+and hibari have one speaker each, so their test configurations differ from the training ones only in rate, noise and
+pronunciation.
 """
 from __future__ import annotations
 
