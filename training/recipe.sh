@@ -38,6 +38,10 @@
 #      kokoro    (not in the default STAGES): 1.5 h of Japanese-accented synthetic English (Kokoro-82M's Japanese
 #                voices, `asr synth --engines kokoro`) and the second augmented copy added, one more schedule from
 #                each shipped phase -> RUNS/NAME-kokoro
+#      aug3      (not in the default STAGES): `offline` from RUNS/offline-aug2 with a third augmented copy
+#                -> RUNS/offline-aug3
+#      kokoro2   (not in the default STAGES): `stream` from RUNS/stream-kokoro at half the peak rate
+#                -> RUNS/stream-kokoro2
 #   6. export    the shipped phases (STREAM_SHIPPED, OFFLINE_SHIPPED): RUNS/NAME$SHIPPED/best.pt -> asr/models/NAME.pt
 #   7. evaluate  every dev-suite part and the synthetic test, pocketsphinx on the same files; curves
 # STAGES="train" bash training/recipe.sh runs only the named stages.
@@ -198,6 +202,26 @@ if stage kokoro; then
     (
         TRAIN_SETS+=("$DATA/real/train-aug2" "$DATA/corpus-kokoro/train")
         mixed -grow,-aug2 kokoro 20 "--steps 2000 --lr 1e-3 $GROWN" "$GROWN"
+    )
+fi
+# aug3 (not in the default STAGES): `offline` from its phase 17 with a third augmented copy of the real training
+# speech (DATA/real/train-aug3) beside the other two -> RUNS/offline-aug3
+if stage aug3; then
+    [ -f "$DATA/real/train-aug3/recordings.tsv" ] ||
+        python -m training.real_speech --real "$REAL" --out "$DATA/real" --asterisk --augment-copies 3
+    (
+        TRAIN_SETS+=("$DATA/real/train-aug2" "$DATA/real/train-aug3")
+        mixed_one offline -aug2 aug3 21 "$GROWN"
+    )
+fi
+# kokoro2 (not in the default STAGES): `stream` from its kokoro run at half the peak rate, the same training sets
+# -> RUNS/stream-kokoro2
+if stage kokoro2; then
+    real_aug2
+    kokoro_voices
+    (
+        TRAIN_SETS+=("$DATA/real/train-aug2" "$DATA/corpus-kokoro/train")
+        mixed_one stream -kokoro kokoro2 21 "--steps 2000 --lr 5e-4 $GROWN"
     )
 fi
 # phases NAME SHIPPED: the run directories of NAME's phases up to the shipped one (RUNS/NAME, RUNS/NAME-ft, -ft2 ..)
