@@ -184,45 +184,38 @@ if stage wide; then mixed_one stream -grow wide 17 "--steps 2000 --lr 1e-3 $GROW
 if stage distill; then
     mixed_one stream -grow distill 18 "--steps 2000 --lr 1e-3 $GROWN --teacher $RUNS/offline-grow5/best.pt"
 fi
-# aug2 (phase 17 of `offline`): a second augmented copy of the real training speech (DATA/real/train-aug2, done
-# when its recordings.tsv exists) beside the first, one more schedule from its phase 15 -> RUNS/offline-aug2
-real_aug2() {
-    [ -f "$DATA/real/train-aug2/recordings.tsv" ] ||
-        python -m training.real_speech --real "$REAL" --out "$DATA/real" --asterisk --augment-copies 2
+# real_augmented N: augmented copies of the real training speech up to DATA/real/train-augN (more draws of the
+# recording chain; training.real_speech writes only the missing ones; done when train-augN/recordings.tsv exists)
+real_augmented() {
+    [ -f "$DATA/real/train-aug$1/recordings.tsv" ] ||
+        python -m training.real_speech --real "$REAL" --out "$DATA/real" --asterisk --augment-copies "$1"
 }
+# aug2 (phase 17 of `offline`): a second augmented copy of the real training speech beside the first, one more
+# schedule from its phase 15 -> RUNS/offline-aug2
 if stage aug2; then
-    real_aug2
+    real_augmented 2
     (TRAIN_SETS+=("$DATA/real/train-aug2"); mixed_one offline -grow5 aug2 19 "$GROWN")
 fi
 # kokoro (not in the default STAGES): the 1.5 h of Japanese-accented Kokoro voices (DATA/corpus-kokoro) and the
-# second augmented copy added to the training sets, one more schedule from each shipped phase -> RUNS/NAME-kokoro
-if stage kokoro; then
-    real_aug2
+# second augmented copy added to the training sets (KOKORO_SETS), one more schedule from each shipped phase
+# -> RUNS/NAME-kokoro; kokoro2 (not in the default STAGES): `stream` from its kokoro run at half the peak rate, the
+# same training sets -> RUNS/stream-kokoro2
+KOKORO_SETS=("$DATA/real/train-aug2" "$DATA/corpus-kokoro/train")
+if stage kokoro || stage kokoro2; then
+    real_augmented 2
     kokoro_voices
-    (
-        TRAIN_SETS+=("$DATA/real/train-aug2" "$DATA/corpus-kokoro/train")
-        mixed -grow,-aug2 kokoro 20 "--steps 2000 --lr 1e-3 $GROWN" "$GROWN"
-    )
+fi
+if stage kokoro; then
+    (TRAIN_SETS+=("${KOKORO_SETS[@]}"); mixed -grow,-aug2 kokoro 20 "--steps 2000 --lr 1e-3 $GROWN" "$GROWN")
+fi
+if stage kokoro2; then
+    (TRAIN_SETS+=("${KOKORO_SETS[@]}"); mixed_one stream -kokoro kokoro2 21 "--steps 2000 --lr 5e-4 $GROWN")
 fi
 # aug3 (not in the default STAGES): `offline` from its phase 17 with a third augmented copy of the real training
-# speech (DATA/real/train-aug3) beside the other two -> RUNS/offline-aug3
+# speech beside the other two -> RUNS/offline-aug3
 if stage aug3; then
-    [ -f "$DATA/real/train-aug3/recordings.tsv" ] ||
-        python -m training.real_speech --real "$REAL" --out "$DATA/real" --asterisk --augment-copies 3
-    (
-        TRAIN_SETS+=("$DATA/real/train-aug2" "$DATA/real/train-aug3")
-        mixed_one offline -aug2 aug3 21 "$GROWN"
-    )
-fi
-# kokoro2 (not in the default STAGES): `stream` from its kokoro run at half the peak rate, the same training sets
-# -> RUNS/stream-kokoro2
-if stage kokoro2; then
-    real_aug2
-    kokoro_voices
-    (
-        TRAIN_SETS+=("$DATA/real/train-aug2" "$DATA/corpus-kokoro/train")
-        mixed_one stream -kokoro kokoro2 21 "--steps 2000 --lr 5e-4 $GROWN"
-    )
+    real_augmented 3
+    (TRAIN_SETS+=("$DATA/real/train-aug2" "$DATA/real/train-aug3"); mixed_one offline -aug2 aug3 21 "$GROWN")
 fi
 # phases NAME SHIPPED: the run directories of NAME's phases up to the shipped one (RUNS/NAME, RUNS/NAME-ft, -ft2 ..)
 phases() {

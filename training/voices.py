@@ -160,7 +160,7 @@ def _catalogue_without_ids() -> list[Voice]:
     styles = list(KOKORO_STYLES)
     blends = styles + [f"{a}*{b}" for i, a in enumerate(styles) for b in styles[i + 1:]]
     for name in blends:
-        sex = "M" if "jm_kumo" in name else "F"
+        sex = "M" if any(KOKORO_STYLES[style] == "M" for style in name.split("*")) else "F"
         for speed in KOKORO_SPEEDS:
             for accent in KOKORO_ACCENTS:
                 voices.append(Voice("kokoro", name, accent, speed, sex=sex))
@@ -330,11 +330,18 @@ def _kokoro():
     return session, vocab, styles
 
 
+@functools.lru_cache(maxsize=None)
+def _kokoro_style(name: str) -> np.ndarray:
+    """(510, 1, 256): one of the Japanese style vectors, or the mean of two ("jf_alpha*jm_kumo")."""
+    styles = _kokoro()[2]
+    return np.mean([styles[style] for style in name.split("*")], axis=0)
+
+
 def _kokoro_speak(voice: Voice, text: str) -> np.ndarray:
-    """Kokoro at 24 kHz: hibari's G2P gives the phonemes (one string per sentence), the style is one of the
-    Japanese vectors or the mean of two, picked by phoneme count as Kokoro does."""
-    session, vocab, styles = _kokoro()
-    style = np.mean([styles[name] for name in voice.name.split("*")], axis=0)
+    """Kokoro at 24 kHz: hibari's G2P gives the phonemes (one string per sentence), the style row is picked by
+    phoneme count as Kokoro does."""
+    session, vocab, _ = _kokoro()
+    style = _kokoro_style(voice.name)
     parts = []
     for phonemes in _hibari(voice.variant).phonemize(text):
         ids = [vocab[c] for c in phonemes if c in vocab]
