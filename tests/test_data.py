@@ -53,3 +53,34 @@ def test_joined_examples_keep_one_speaker_and_subset_and_every_utterance_once():
         assert len(example) == 1 or sum(utterances[i].duration for i in example) <= 20.0
     assert join_by_speaker(utterances, join=3, max_seconds=20.0, seed=5) == examples, "the same for a resumed run"
     assert join_by_speaker(utterances, join=1, max_seconds=20.0, seed=5) == [(i,) for i in range(len(utterances))]
+
+
+def test_trimmed_onsets_start_within_100_ms_of_the_first_sound_and_keep_room_for_the_labels():
+    import numpy as np
+    import torch
+
+    from asr.features import log_mel
+    from training.data import trim_onsets
+
+    rng = np.random.default_rng(0)
+    silence = rng.normal(0, 1e-4, 8000)  # 0.5 s of a quiet room, then 1 s of a vowel-like tone
+    t = np.arange(16000) / 16000
+    sound = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t)) / 2
+    whole = log_mel(np.concatenate([silence, sound, silence[:1600]]).astype(np.float32))
+    onset = int(torch.argmax((torch.logsumexp(whole, -1) > torch.logsumexp(whole, -1).max() - 6.9).int()))
+    assert 45 <= onset <= 52
+    features = torch.stack([whole] * 8)  # (8, frames, 80)
+    lengths = torch.full((8,), len(whole))
+    labels = (torch.arange(60) % 27 + 1).repeat(8, 1)  # no repeats: n labels need n output frames
+    label_lengths = torch.tensor([3] * 7 + [45])  # 45 fit the 158 frames / 3 stacked, not what trimming would leave
+    assert len(whole) == 158
+
+    trimmed = trim_onsets(features, lengths, labels, label_lengths, 3, torch.Generator().manual_seed(1), 1.0)
+    assert trimmed[7] == len(whole) and torch.equal(features[7], whole), "an example that would not fit stays whole"
+    cut = len(whole) - trimmed[:7]
+    assert all(onset - 10 <= c <= onset for c in cut) and len(set(cut.tolist())) > 1
+    for b in range(7):
+        assert torch.equal(features[b, : trimmed[b]], whole[int(cut[b]):])
+        assert not features[b, trimmed[b]:].any()
+    assert torch.equal(trim_onsets(torch.stack([whole] * 8), lengths, labels, label_lengths, 3,
+                                   torch.Generator().manual_seed(1), 0.0), lengths)

@@ -64,7 +64,7 @@ def test_loss_falls_and_eval_scores(corpus, tmp_path):
 
 def test_resume_continues_exactly(corpus, tmp_path):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    common = ["--train", corpus / "train", "--steps", "16", "--save-every", "4", *TINY]
+    common = ["--train", corpus / "train", "--steps", "16", "--save-every", "4", "--trim-onsets", "0.5", *TINY]
     run("asr", "train", "--out", straight, *common)
     run("asr", "train", "--out", resumed, *common, "--max-minutes", "0.0001")  # stops after its first step
     assert load_checkpoint(resumed / "last.pt")["training"]["progress"]["step"] == 1
@@ -189,6 +189,14 @@ def test_a_teacher_with_other_outputs_is_one_clear_line(corpus, tmp_path):
     assert result.stderr.strip().splitlines()[-1] == (
         f"--teacher {teacher / 'best.pt'}: its outputs (stack 2, vocab 29) do not match the model's "
         f"(stack 3, vocab 29)")
+
+
+def test_an_onset_trimming_probability_outside_0_to_1_is_one_clear_line(corpus, tmp_path):
+    args = ["asr", "train", "--train", corpus / "train", "--out", tmp_path / "run", "--steps", "1", *TINY,
+            "--trim-onsets", "1.5"]
+    result = subprocess.run([sys.executable, "-m", *map(str, args)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("--trim-onsets 1.5: give a probability from 0 to 1")
 
 
 def test_init_from_a_smaller_model_grows_it_by_residual_layers_and_units(corpus, tmp_path):

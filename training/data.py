@@ -1,7 +1,9 @@
-"""Training batches: log-mel features per utterance, length-bucketed batches under a frames budget, SpecAugment."""
+"""Training batches: log-mel features per utterance, length-bucketed batches under a frames budget, SpecAugment,
+onset trimming."""
 from __future__ import annotations
 
 import logging
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,6 +141,35 @@ def bucket_batches(durations: list[float], max_batch_seconds: float, seed: int, 
     rng.shuffle(batches)
     usable = len(batches) - len(batches) % world_size
     return batches[rank:usable:world_size]
+
+
+SPEECH_WITHIN_DB = 30.0   # frames whose power is within this of the example's loudest frame count as speech
+ONSET_KEEP_FRAMES = 10    # trim_onsets keeps 0..this many frames (0..100 ms) of the silence before speech
+
+
+def trim_onsets(features: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor, label_lengths: torch.Tensor,
+                stack: int, generator: torch.Generator, probability: float) -> torch.Tensor:
+    """Cut the silence before the first speech frame from each example with `probability`, keeping 0..100 ms of it,
+    in place: most recordings start with silence, but trimmed prompts and cut clips start on the first word. An
+    example whose labels would no longer fit its output frames is left whole.
+
+    features: (batch, frames, n_mels) log-mel; lengths: (batch,) valid frames; labels: (batch, max_labels) padded;
+    label_lengths: (batch,). Returns the new lengths (batch,); frames past them are zeroed."""
+    lengths = lengths.clone()
+    for b in range(features.shape[0]):
+        if float(torch.rand((), generator=generator)) >= probability:
+            continue
+        length = int(lengths[b])
+        power = torch.logsumexp(features[b, :length], dim=-1)  # (frames,) log of the frame's mel power
+        onset = int(torch.argmax((power > power.max() - SPEECH_WITHIN_DB * math.log(10) / 10).int()))
+        start = max(0, onset - int(torch.randint(0, ONSET_KEEP_FRAMES + 1, (1,), generator=generator)))
+        needed = ctc_frames_needed(labels[b, : int(label_lengths[b])].tolist())
+        if start == 0 or (length - start) // stack < needed:
+            continue
+        features[b, : length - start] = features[b, start:length].clone()
+        features[b, length - start :] = 0.0
+        lengths[b] = length - start
+    return lengths
 
 
 def spec_augment(features: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator,

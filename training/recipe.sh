@@ -42,6 +42,8 @@
 #                -> RUNS/offline-aug3
 #      kokoro2   (not in the default STAGES): `stream` from RUNS/stream-kokoro at half the peak rate
 #                -> RUNS/stream-kokoro2
+#      onset-stream, onset-offline (not in the default STAGES): kokoro2 and aug3 with half the examples' leading
+#                silence cut (--trim-onsets 0.5) -> RUNS/stream-onset, RUNS/offline-onset
 #   6. export    the shipped phases (STREAM_SHIPPED, OFFLINE_SHIPPED): RUNS/NAME$SHIPPED/best.pt -> asr/models/NAME.pt
 #   7. evaluate  every dev-suite part and the synthetic test, pocketsphinx on the same files; curves
 # STAGES="train" bash training/recipe.sh runs only the named stages.
@@ -201,7 +203,7 @@ fi
 # -> RUNS/NAME-kokoro; kokoro2 (not in the default STAGES): `stream` from its kokoro run at half the peak rate, the
 # same training sets -> RUNS/stream-kokoro2
 KOKORO_SETS=("$DATA/real/train-aug2" "$DATA/corpus-kokoro/train")
-if stage kokoro || stage kokoro2; then
+if stage kokoro || stage kokoro2 || stage onset-stream; then
     real_augmented 2
     kokoro_voices
 fi
@@ -212,10 +214,23 @@ if stage kokoro2; then
     (TRAIN_SETS+=("${KOKORO_SETS[@]}"); mixed_one stream -kokoro kokoro2 21 "--steps 2000 --lr 5e-4 $GROWN")
 fi
 # aug3 (not in the default STAGES): `offline` from its phase 17 with a third augmented copy of the real training
-# speech beside the other two -> RUNS/offline-aug3
-if stage aug3; then
+# speech beside the other two (AUG3_SETS) -> RUNS/offline-aug3
+AUG3_SETS=("$DATA/real/train-aug2" "$DATA/real/train-aug3")
+if stage aug3 || stage onset-offline; then
     real_augmented 3
-    (TRAIN_SETS+=("$DATA/real/train-aug2" "$DATA/real/train-aug3"); mixed_one offline -aug2 aug3 21 "$GROWN")
+fi
+if stage aug3; then
+    (TRAIN_SETS+=("${AUG3_SETS[@]}"); mixed_one offline -aug2 aug3 21 "$GROWN")
+fi
+# onset-stream, onset-offline (not in the default STAGES): kokoro2 and aug3 again with half the examples' leading
+# silence cut to 0-100 ms (--trim-onsets 0.5), so that the models also hear recordings that start on the first word
+# as the Asterisk prompts do -> RUNS/stream-onset, RUNS/offline-onset
+ONSET="--trim-onsets 0.5"
+if stage onset-stream; then
+    (TRAIN_SETS+=("${KOKORO_SETS[@]}"); mixed_one stream -kokoro onset 21 "--steps 2000 --lr 5e-4 $GROWN $ONSET")
+fi
+if stage onset-offline; then
+    (TRAIN_SETS+=("${AUG3_SETS[@]}"); mixed_one offline -aug2 onset 21 "$GROWN $ONSET")
 fi
 # phases NAME SHIPPED: the run directories of NAME's phases up to the shipped one (RUNS/NAME, RUNS/NAME-ft, -ft2 ..)
 phases() {

@@ -29,7 +29,7 @@ from asr.checkpoint import (
 )
 from asr.model import AcousticModel, grow, widen
 from training.config import TrainConfig, config_from_args, train_parser
-from training.data import Batch, UtteranceDataset, bucket_batches, spec_augment
+from training.data import Batch, UtteranceDataset, bucket_batches, spec_augment, trim_onsets
 from training.distill import Teacher, distillation_loss
 from training.evaluate import evaluate_dataset
 from training.librispeech import load_manifests
@@ -112,6 +112,9 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
         if config.join_utterances < 1:
             raise SystemExit(f"--join-utterances {config.join_utterances}: give 1 (each utterance alone) or more")
+        if not 0.0 <= config.trim_onsets <= 1.0 or (config.trim_onsets and config.teacher):
+            raise SystemExit(f"--trim-onsets {config.trim_onsets}: give a probability from 0 to 1, and 0 with --teacher "
+                             "(the teacher's outputs are frame-aligned with the untrimmed audio)")
         self.train_set = UtteranceDataset(load_manifests(config.train), config.model.stack,
                                           config.max_utterance_seconds, cache=config.cache_features,
                                           join=config.join_utterances, seed=config.seed)
@@ -202,15 +205,18 @@ class Trainer:
 
     def train_step(self, batch: Batch) -> float:
         """One optimizer step on `batch`; returns its loss (CTC, plus the weighted distillation loss with a teacher)."""
-        features = batch.features
+        features, lengths = batch.features, batch.feature_lengths
+        if self.config.trim_onsets:
+            lengths = trim_onsets(features, lengths, batch.labels, batch.label_lengths, self.model.dims.stack,
+                                  self.augment_rng, self.config.trim_onsets)
         if self.config.spec_augment:
-            features = spec_augment(features, batch.feature_lengths, self.augment_rng)
+            features = spec_augment(features, lengths, self.augment_rng)
         self.lr = get_lr(self.progress["step"], self.config)
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
         device = self.env.device
         with torch.autocast(device.type, dtype=torch.float16, enabled=self.use_amp):
-            log_probs, out_lengths, _ = self.wrapped(features.to(device), batch.feature_lengths.to(device))
+            log_probs, out_lengths, _ = self.wrapped(features.to(device), lengths.to(device))
         loss = F.ctc_loss(log_probs.float().transpose(0, 1), batch.labels.to(device), out_lengths,
                           batch.label_lengths.to(device), blank=0, reduction="mean", zero_infinity=True)
         if self.teacher:
