@@ -34,12 +34,12 @@
 #      distill   phase 16 of `stream` (not in the default STAGES): RUNS/stream-grow, taught by RUNS/offline-grow5
 #                as well -> RUNS/stream-distill
 #      aug2      phase 17 of `offline` alone: a second augmented copy of the real training speech added, from
-#                RUNS/offline-grow5/best.pt -> RUNS/offline-aug2 (the shipped one)
+#                RUNS/offline-grow5/best.pt -> RUNS/offline-aug2
 #      kokoro    (not in the default STAGES): 1.5 h of Japanese-accented synthetic English (Kokoro-82M's Japanese
 #                voices, `asr synth --engines kokoro`) and the second augmented copy added, one more schedule from
 #                each shipped phase -> RUNS/NAME-kokoro
-#      aug3      (not in the default STAGES): `offline` from RUNS/offline-aug2 with a third augmented copy
-#                -> RUNS/offline-aug3
+#      aug3      phase 18 of `offline` alone: from RUNS/offline-aug2/best.pt with a third augmented copy
+#                -> RUNS/offline-aug3 (the shipped one)
 #      kokoro2   (not in the default STAGES): `stream` from RUNS/stream-kokoro at half the peak rate
 #                -> RUNS/stream-kokoro2
 #      onset-stream, onset-offline (not in the default STAGES): kokoro2 and aug3 with half the examples' leading
@@ -54,7 +54,7 @@ DATA=${DATA:-data}
 RUNS=${RUNS:-runs}
 MINUTES=${MINUTES:-600}
 STAGES=${STAGES:-"real synth voices train finetune finetune2 finetune3 finetune4 finetune5 finetune6 join mix mix2 \
-                  grow grow2 grow3 grow4 grow5 aug2 export evaluate"}
+                  grow grow2 grow3 grow4 grow5 aug2 aug3 export evaluate"}
 STREAM_DIMS="--hidden 320 --layers 3 --stack 3"
 OFFLINE_DIMS="--hidden 256 --layers 3 --stack 3 --bidirectional"
 STREAM_ARGS=${STREAM_ARGS:-"--steps 3800 --eval-every 400 --lr 2e-3"}
@@ -65,7 +65,7 @@ STREAM_FTN_ARGS=${STREAM_FTN_ARGS:-"--steps 2700 --warmup 100 --eval-every 450 -
 OFFLINE_FTN_ARGS=${OFFLINE_FTN_ARGS:-"--steps 1450 --warmup 100 --eval-every 290 --lr 1e-3"}
 # the phase whose best.pt is exported (RUNS/NAME$SHIPPED): stream's phases 12 to 15 were worse on dev than its
 # phase 11
-STREAM_SHIPPED=-grow OFFLINE_SHIPPED=-aug2
+STREAM_SHIPPED=-grow OFFLINE_SHIPPED=-aug3
 mkdir -p "$DATA" "$RUNS"
 stage() { [[ " $STAGES " == *" $1 "* ]]; }
 
@@ -213,8 +213,8 @@ fi
 if stage kokoro2; then
     (TRAIN_SETS+=("${KOKORO_SETS[@]}"); mixed_one stream -kokoro kokoro2 21 "--steps 2000 --lr 5e-4 $GROWN")
 fi
-# aug3 (not in the default STAGES): `offline` from its phase 17 with a third augmented copy of the real training
-# speech beside the other two (AUG3_SETS) -> RUNS/offline-aug3
+# aug3 (phase 18 of `offline`): from its phase 17 with a third augmented copy of the real training speech beside
+# the other two (AUG3_SETS) -> RUNS/offline-aug3
 AUG3_SETS=("$DATA/real/train-aug2" "$DATA/real/train-aug3")
 if stage aug3 || stage onset-offline; then
     real_augmented 3
@@ -235,7 +235,7 @@ fi
 # phases NAME SHIPPED: the run directories of NAME's phases up to the shipped one (RUNS/NAME, RUNS/NAME-ft, -ft2 ..)
 phases() {
     local suffix
-    for suffix in "" -ft -ft2 -ft3 -ft4 -ft5 -ft6 -join -mix -mix2 -grow -grow2 -grow3 -grow4 -grow5 -aug2; do
+    for suffix in "" -ft -ft2 -ft3 -ft4 -ft5 -ft6 -join -mix -mix2 -grow -grow2 -grow3 -grow4 -grow5 -aug2 -aug3; do
         echo "$RUNS/$1$suffix"
         [ "$suffix" = "$2" ] && return
     done
