@@ -38,12 +38,13 @@
 #      kokoro    (not in the default STAGES): 1.5 h of Japanese-accented synthetic English (Kokoro-82M's Japanese
 #                voices, `asr synth --engines kokoro`) and the second augmented copy added, one more schedule from
 #                each shipped phase -> RUNS/NAME-kokoro
-#      aug3      phase 18 of `offline` alone: from RUNS/offline-aug2/best.pt with a third augmented copy
-#                -> RUNS/offline-aug3 (the shipped one)
+#      aug3      (not in the default STAGES): `offline` from RUNS/offline-aug2/best.pt with a third augmented
+#                copy -> RUNS/offline-aug3
 #      kokoro2   (not in the default STAGES): `stream` from RUNS/stream-kokoro at half the peak rate
 #                -> RUNS/stream-kokoro2
-#      onset-stream, onset-offline (not in the default STAGES): kokoro2 and aug3 with half the examples' leading
-#                silence cut (--trim-onsets 0.5) -> RUNS/stream-onset, RUNS/offline-onset
+#      onset-offline  phase 18 of `offline`: aug3 with half the examples' leading silence cut (--trim-onsets 0.5)
+#                -> RUNS/offline-onset (the shipped one); onset-stream (not in the default STAGES): kokoro2 with
+#                it -> RUNS/stream-onset
 #   6. export    the shipped phases (STREAM_SHIPPED, OFFLINE_SHIPPED): RUNS/NAME$SHIPPED/best.pt -> asr/models/NAME.pt
 #   7. evaluate  every dev-suite part and the synthetic test, pocketsphinx on the same files; curves
 # STAGES="train" bash training/recipe.sh runs only the named stages.
@@ -54,7 +55,7 @@ DATA=${DATA:-data}
 RUNS=${RUNS:-runs}
 MINUTES=${MINUTES:-600}
 STAGES=${STAGES:-"real synth voices train finetune finetune2 finetune3 finetune4 finetune5 finetune6 join mix mix2 \
-                  grow grow2 grow3 grow4 grow5 aug2 aug3 export evaluate"}
+                  grow grow2 grow3 grow4 grow5 aug2 onset-offline export evaluate"}
 STREAM_DIMS="--hidden 320 --layers 3 --stack 3"
 OFFLINE_DIMS="--hidden 256 --layers 3 --stack 3 --bidirectional"
 STREAM_ARGS=${STREAM_ARGS:-"--steps 3800 --eval-every 400 --lr 2e-3"}
@@ -65,7 +66,7 @@ STREAM_FTN_ARGS=${STREAM_FTN_ARGS:-"--steps 2700 --warmup 100 --eval-every 450 -
 OFFLINE_FTN_ARGS=${OFFLINE_FTN_ARGS:-"--steps 1450 --warmup 100 --eval-every 290 --lr 1e-3"}
 # the phase whose best.pt is exported (RUNS/NAME$SHIPPED): stream's phases 12 to 15 were worse on dev than its
 # phase 11
-STREAM_SHIPPED=-grow OFFLINE_SHIPPED=-aug3
+STREAM_SHIPPED=-grow OFFLINE_SHIPPED=-onset
 mkdir -p "$DATA" "$RUNS"
 stage() { [[ " $STAGES " == *" $1 "* ]]; }
 
@@ -213,8 +214,8 @@ fi
 if stage kokoro2; then
     (TRAIN_SETS+=("${KOKORO_SETS[@]}"); mixed_one stream -kokoro kokoro2 21 "--steps 2000 --lr 5e-4 $GROWN")
 fi
-# aug3 (phase 18 of `offline`): from its phase 17 with a third augmented copy of the real training speech beside
-# the other two (AUG3_SETS) -> RUNS/offline-aug3
+# aug3 (not in the default STAGES): `offline` from its phase 17 with a third augmented copy of the real training
+# speech beside the other two (AUG3_SETS) -> RUNS/offline-aug3
 AUG3_SETS=("$DATA/real/train-aug2" "$DATA/real/train-aug3")
 if stage aug3 || stage onset-offline; then
     real_augmented 3
@@ -222,9 +223,9 @@ fi
 if stage aug3; then
     (TRAIN_SETS+=("${AUG3_SETS[@]}"); mixed_one offline -aug2 aug3 21 "$GROWN")
 fi
-# onset-stream, onset-offline (not in the default STAGES): kokoro2 and aug3 again with half the examples' leading
-# silence cut to 0-100 ms (--trim-onsets 0.5), so that the models also hear recordings that start on the first word
-# as the Asterisk prompts do -> RUNS/stream-onset, RUNS/offline-onset
+# onset-offline (phase 18 of `offline`), onset-stream (not in the default STAGES): aug3 and kokoro2 again with half
+# the examples' leading silence cut to 0-100 ms (--trim-onsets 0.5), so that the models also hear recordings that
+# start on the first word as the Asterisk prompts do -> RUNS/offline-onset, RUNS/stream-onset
 ONSET="--trim-onsets 0.5"
 if stage onset-stream; then
     (TRAIN_SETS+=("${KOKORO_SETS[@]}"); mixed_one stream -kokoro onset 21 "--steps 2000 --lr 5e-4 $GROWN $ONSET")
@@ -235,7 +236,7 @@ fi
 # phases NAME SHIPPED: the run directories of NAME's phases up to the shipped one (RUNS/NAME, RUNS/NAME-ft, -ft2 ..)
 phases() {
     local suffix
-    for suffix in "" -ft -ft2 -ft3 -ft4 -ft5 -ft6 -join -mix -mix2 -grow -grow2 -grow3 -grow4 -grow5 -aug2 -aug3; do
+    for suffix in "" -ft -ft2 -ft3 -ft4 -ft5 -ft6 -join -mix -mix2 -grow -grow2 -grow3 -grow4 -grow5 -aug2 -onset; do
         echo "$RUNS/$1$suffix"
         [ "$suffix" = "$2" ] && return
     done
