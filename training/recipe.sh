@@ -45,8 +45,8 @@
 #      onset-offline  phase 18 of `offline`: aug3 with half the examples' leading silence cut (--trim-onsets 0.5)
 #                -> RUNS/offline-onset (the shipped one); onset-stream (not in the default STAGES): kokoro2 with
 #                it -> RUNS/stream-onset
-#      aug4      (not in the default STAGES): `offline` from RUNS/offline-onset with a fourth augmented copy
-#                -> RUNS/offline-aug4
+#      aug4      (not in the default STAGES): a fourth augmented copy and leading silence cut, `offline` from
+#                RUNS/offline-onset, `stream` from RUNS/stream-grow -> RUNS/NAME-aug4
 #   6. export    the shipped phases (STREAM_SHIPPED, OFFLINE_SHIPPED): RUNS/NAME$SHIPPED/best.pt -> asr/models/NAME.pt
 #   7. evaluate  every dev-suite part and the synthetic test, pocketsphinx on the same files; curves
 # STAGES="train" bash training/recipe.sh runs only the named stages.
@@ -235,11 +235,12 @@ fi
 if stage onset-offline; then
     (TRAIN_SETS+=("${AUG3_SETS[@]}"); mixed_one offline -aug2 onset 21 "$GROWN $ONSET")
 fi
-# aug4 (not in the default STAGES): `offline` from its phase 18 with a fourth augmented copy of the real training
-# speech as well, leading silence cut as in phase 18 -> RUNS/offline-aug4
+# aug4 (not in the default STAGES): a fourth augmented copy of the real training speech as well, leading silence cut
+# as in phase 18; `offline` from its phase 18, `stream` from its phase 11 at half the peak rate -> RUNS/NAME-aug4
 if stage aug4; then
     real_augmented 4
-    (TRAIN_SETS+=("${AUG3_SETS[@]}" "$DATA/real/train-aug4"); mixed_one offline -onset aug4 22 "$GROWN $ONSET")
+    (TRAIN_SETS+=("${AUG3_SETS[@]}" "$DATA/real/train-aug4")
+     mixed -grow,-onset aug4 22 "--steps 2000 --lr 5e-4 $GROWN $ONSET" "$GROWN $ONSET")
 fi
 # phases NAME SHIPPED: the run directories of NAME's phases up to the shipped one (RUNS/NAME, RUNS/NAME-ft, -ft2 ..)
 phases() {
