@@ -206,23 +206,20 @@ fi
 # -> RUNS/NAME-kokoro; kokoro2 (not in the default STAGES): `stream` from its kokoro run at half the peak rate, the
 # same training sets -> RUNS/stream-kokoro2
 KOKORO_SETS=("$DATA/real/train-aug2" "$DATA/corpus-kokoro/train")
-if stage kokoro || stage kokoro2 || stage onset-stream; then
-    real_augmented 2
-    kokoro_voices
-fi
+kokoro_sets() { real_augmented 2; kokoro_voices; }   # writes what KOKORO_SETS reads, where missing
 if stage kokoro; then
+    kokoro_sets
     (TRAIN_SETS+=("${KOKORO_SETS[@]}"); mixed -grow,-aug2 kokoro 20 "--steps 2000 --lr 1e-3 $GROWN" "$GROWN")
 fi
 if stage kokoro2; then
+    kokoro_sets
     (TRAIN_SETS+=("${KOKORO_SETS[@]}"); mixed_one stream -kokoro kokoro2 21 "--steps 2000 --lr 5e-4 $GROWN")
 fi
 # aug3 (not in the default STAGES): `offline` from its phase 17 with a third augmented copy of the real training
 # speech beside the other two (AUG3_SETS) -> RUNS/offline-aug3
 AUG3_SETS=("$DATA/real/train-aug2" "$DATA/real/train-aug3")
-if stage aug3 || stage onset-offline; then
-    real_augmented 3
-fi
 if stage aug3; then
+    real_augmented 3
     (TRAIN_SETS+=("${AUG3_SETS[@]}"); mixed_one offline -aug2 aug3 21 "$GROWN")
 fi
 # onset-offline (phase 18 of `offline`), onset-stream (not in the default STAGES): aug3 and kokoro2 again with half
@@ -230,9 +227,11 @@ fi
 # start on the first word as the Asterisk prompts do -> RUNS/offline-onset, RUNS/stream-onset
 ONSET="--trim-onsets 0.5"
 if stage onset-stream; then
+    kokoro_sets
     (TRAIN_SETS+=("${KOKORO_SETS[@]}"); mixed_one stream -kokoro onset 21 "--steps 2000 --lr 5e-4 $GROWN $ONSET")
 fi
 if stage onset-offline; then
+    real_augmented 3
     (TRAIN_SETS+=("${AUG3_SETS[@]}"); mixed_one offline -aug2 onset 21 "$GROWN $ONSET")
 fi
 # aug4 (not in the default STAGES): a fourth augmented copy of the real training speech as well, leading silence cut
