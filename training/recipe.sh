@@ -95,8 +95,9 @@ kokoro_voices() {
         --write-sentences "$DATA/kokoro_sentences.txt"
 }
 # train_one NAME SUFFIX FLAGS [TRAIN_DIR...]: model NAME (stream or offline) into RUNS/NAME$SUFFIX, in the
-# background, on TRAIN_SETS (the real and synthetic training sets) and any TRAIN_DIR
+# background, on TRAIN_SETS (the real and synthetic training sets) and any TRAIN_DIR; wait_trainings waits for it
 TRAIN_SETS=("$DATA/real/train" "$DATA/real/train-aug1" "$DATA/corpus/train")
+TRAININGS=()   # PID:LOG of each training started and not yet waited for
 train_one() {
     local name=$1 suffix=$2 flags=$3 dims=$STREAM_DIMS
     [ "$name" = offline ] && dims=$OFFLINE_DIMS
@@ -105,12 +106,22 @@ train_one() {
         --dev "$DATA/real/dev/cv" "$DATA/real/dev/an4" "$DATA/real/dev/so762" --dev-max-utterances 400 \
         --normalization running --max-minutes "$MINUTES" --threads 1 --save-every 100 --resume \
         --out "$RUNS/$name$suffix" $dims $flags >> "$RUNS/$name$suffix.log" 2>&1 &
+    TRAININGS+=("$!:$RUNS/$name$suffix.log")
+}
+# wait_trainings: wait for every training started; stop the recipe, naming the logs, when one failed
+wait_trainings() {
+    local training failed=0
+    for training in "${TRAININGS[@]}"; do
+        wait "${training%%:*}" || { echo "training failed: see ${training#*:}" >&2; failed=1; }
+    done
+    TRAININGS=()
+    [ "$failed" = 0 ] || exit 1
 }
 # train_both SUFFIX STREAM_FLAGS OFFLINE_FLAGS [TRAIN_DIR...]: both models at once (one core each)
 train_both() {
     train_one stream "$1" "$2" "${@:4}"
     train_one offline "$1" "$3" "${@:4}"
-    wait
+    wait_trainings
 }
 if stage train; then
     train_both "" "$STREAM_ARGS" "$OFFLINE_ARGS"
@@ -164,7 +175,7 @@ mixed_one() {
     [ "$1" = offline ] && settings=$MIXED_OFFLINE
     need_inits "$RUNS/$1$2/best.pt"
     train_one "$1" "-$3" "$settings --seed $4 $5 --init $RUNS/$1$2/best.pt" "$DATA/corpus-voices/train"
-    wait
+    wait_trainings
 }
 GROWN="--layers 4 --residual-layers 1"   # four LSTM layers, the fourth residual (asr.model.grow)
 # mix, mix2 (phases 9 and 10): phase 8 heard no synthetic speech and lost the synthetic voices
