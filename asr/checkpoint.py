@@ -2,7 +2,8 @@
 
     {"format": "lstm-asr", "version": 1,
      "dims": ModelDims as dict, "vocab": [...], "features": feature_settings(),
-     "model": state_dict, "training": {metadata: steps, audio hours, dev WER, recipe, ...},
+     "model": state_dict, "training": {metadata: steps, audio hours, dev WER, recipe, ...}
+                                      (or {"averaged": [each source's path and progress]}, see average_checkpoints),
      optional for resuming: "optimizer", "scheduler", "step", "rng", ...}
 
 Shipped models live in asr/models/NAME.pt and are loaded by name ("stream", "offline") or any path.
@@ -24,6 +25,7 @@ VERSION = 1
 MODELS_DIR = Path(__file__).parent / "models"
 MODEL_NAMES = ("stream", "offline")
 DEFAULT_MODEL = "stream"
+HEADER = ("format", "version", "dims", "vocab", "features")  # what makes a checkpoint self-describing
 
 
 class CheckpointError(ValueError):
@@ -98,8 +100,29 @@ def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str = "c
     return model_from_checkpoint(load_checkpoint(name_or_path)).to(device).eval()
 
 
+def average_checkpoints(paths: list[str | os.PathLike]) -> dict:
+    """The element-wise mean of the weights of checkpoints of one model shape, as a checkpoint without resume state.
+
+    Schedules fine-tuned from a common ancestor land near each other; their mean (a "model soup", Wortsman et al.
+    2022) often scores better than any one of them. Its "training" entry lists each source and its progress.
+    """
+    if not paths:
+        raise CheckpointError("no checkpoints to average")
+    checkpoints = [load_checkpoint(path) for path in paths]
+    first = checkpoints[0]
+    for path, checkpoint in zip(paths[1:], checkpoints[1:]):
+        dims = first["dims"]
+        differ = [f"{k} {v} vs {dims.get(k)}" for k, v in checkpoint["dims"].items() if v != dims.get(k)]
+        if differ:
+            raise CheckpointError(f"{path}: not the model shape of {paths[0]} ({', '.join(differ)})")
+    model = {name: torch.stack([c["model"][name] for c in checkpoints]).mean(0) if tensor.is_floating_point()
+             else tensor for name, tensor in first["model"].items()}
+    sources = [{"checkpoint": str(path), "progress": c["training"].get("progress"),
+                "train_hours": c["training"].get("train_hours")} for path, c in zip(paths, checkpoints)]
+    return {**{k: first[k] for k in HEADER}, "model": model, "training": {"averaged": sources}}
+
+
 def export_model(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     """Copy a training checkpoint without its resume state (optimizer, RNG): the small file that ships."""
     checkpoint = load_checkpoint(src)
-    keep = ("format", "version", "dims", "vocab", "features", "model", "training")
-    save_checkpoint({k: checkpoint[k] for k in keep}, dst)
+    save_checkpoint({k: checkpoint[k] for k in (*HEADER, "model", "training")}, dst)

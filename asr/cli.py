@@ -109,6 +109,7 @@ COMMAND_HELP = {
     "synth": "synthesize a LibriSpeech-format corpus with offline text-to-speech",
     "train": "train a model on LibriSpeech-format corpora",
     "eval": "WER and CER of a model over LibriSpeech-format directories",
+    "average": "average the weights of checkpoints of one model shape (a model soup)",
     "lm": "build and inspect word n-gram language models",
 }
 

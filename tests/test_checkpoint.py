@@ -4,6 +4,7 @@ import torch
 
 from asr.checkpoint import (
     CheckpointError,
+    average_checkpoints,
     checkpoint_dict,
     export_model,
     load_checkpoint,
@@ -47,3 +48,29 @@ def test_clear_errors(tmp_path):
     torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not an lstm-asr checkpoint"):
         load_checkpoint(tmp_path / "other.pt")
+
+
+def test_average_is_the_mean_of_the_weights(tmp_path):
+    paths = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        model = AcousticModel(ModelDims(hidden=32, layers=2, bidirectional=True))
+        paths.append(tmp_path / f"m{seed}.pt")
+        save_checkpoint(checkpoint_dict(model, {"progress": {"step": seed}}, optimizer={"lr": 1.0}), paths[-1])
+    averaged = average_checkpoints(paths)
+    sources = [load_checkpoint(p)["model"] for p in paths]
+    for key, value in averaged["model"].items():
+        torch.testing.assert_close(value, (sources[0][key] + sources[1][key] + sources[2][key]) / 3)
+    assert "optimizer" not in averaged
+    assert [s["progress"]["step"] for s in averaged["training"]["averaged"]] == [0, 1, 2]
+    save_checkpoint(averaged, tmp_path / "soup.pt")
+    assert load_model(tmp_path / "soup.pt").dims == ModelDims(hidden=32, layers=2, bidirectional=True)
+
+
+def test_average_refuses_other_shapes(tmp_path):
+    for name, hidden in (("a.pt", 32), ("b.pt", 48)):
+        save_checkpoint(checkpoint_dict(AcousticModel(ModelDims(hidden=hidden, layers=2))), tmp_path / name)
+    with pytest.raises(CheckpointError, match=r"b.pt: not the model shape of .*a.pt \(hidden 48 vs 32\)"):
+        average_checkpoints([tmp_path / "a.pt", tmp_path / "b.pt"])
+    with pytest.raises(CheckpointError, match="no checkpoints"):
+        average_checkpoints([])

@@ -62,6 +62,28 @@ def test_loss_falls_and_eval_scores(corpus, tmp_path):
     assert min(r["wer"] for r in records) <= scores["wer"] <= max(r["wer"] for r in records)
 
 
+def test_average_of_two_runs_scores(corpus, tmp_path):
+    """`asr average` of two short runs of different seeds: a checkpoint `asr eval` scores; a bad input is one line."""
+    runs = [tmp_path / "seed3", tmp_path / "seed4"]
+    for i, out in enumerate(runs):
+        run("asr", "train", "--train", corpus / "train", "--out", out, "--steps", "4", *TINY[:-1], str(3 + i))
+    soup = tmp_path / "soup.pt"
+    run("asr", "average", runs[0] / "last.pt", runs[1] / "last.pt", "--out", soup)
+    a, b = (load_checkpoint(r / "last.pt")["model"] for r in runs)
+    averaged = load_checkpoint(soup)
+    for key in a:
+        torch.testing.assert_close(averaged["model"][key], (a[key] + b[key]) / 2)
+    scores = json.loads(run("asr", "eval", "--data", corpus / "dev", "--model", soup).stdout.splitlines()[-1])
+    assert scores["utterances"] == 6 and scores["failed"] == 0
+
+    missing = tmp_path / "missing.pt"
+    result = subprocess.run([sys.executable, "-m", "asr", "average", str(soup), str(missing), "--out",
+                             str(tmp_path / "x.pt")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"asr average: {missing}: no such checkpoint") and result.stderr.count("\n") == 1
+    assert not (tmp_path / "x.pt").exists()
+
+
 def test_resume_continues_exactly(corpus, tmp_path):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     common = ["--train", corpus / "train", "--steps", "16", "--save-every", "4", "--trim-onsets", "0.5", *TINY]

@@ -1,4 +1,5 @@
-"""`asr train`, `asr eval` and `asr synth`: plugged into the `asr` command through the "asr.commands" entry points."""
+"""`asr train`, `asr eval`, `asr average` and `asr synth`: plugged into the `asr` command through the "asr.commands"
+entry points."""
 from __future__ import annotations
 
 import argparse
@@ -102,6 +103,30 @@ def register_eval(subparsers) -> None:
     parser.add_argument("--max-utterances", type=int, help="score only the first N utterances")
     add_decoding_arguments(parser)
     parser.set_defaults(func=run_eval)
+
+
+def run_average(args) -> int:
+    from asr.checkpoint import CheckpointError, average_checkpoints, save_checkpoint
+
+    try:
+        save_checkpoint(average_checkpoints(args.checkpoints), args.out)
+    except CheckpointError as error:
+        print(f"asr average: {error}", file=sys.stderr)
+        return 1
+    print(args.out)
+    return 0
+
+
+def register_average(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "average", help=COMMAND_HELP["average"],
+        description="Write the element-wise mean of the weights of checkpoints of one model shape, such as the best.pt "
+                    "of schedules fine-tuned from one ancestor, as one checkpoint (no resume state).",
+        epilog="example:\n  asr average runs/offline-a/best.pt runs/offline-b/best.pt --out runs/offline-soup/best.pt",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="checkpoint paths (or stream, offline)")
+    parser.add_argument("--out", required=True, type=Path, help="the averaged checkpoint to write")
+    parser.set_defaults(func=run_average)
 
 
 SYNTH_EXAMPLES = """\
