@@ -38,15 +38,17 @@
 #      kokoro    (not in the default STAGES): 1.5 h of Japanese-accented synthetic English (Kokoro-82M's Japanese
 #                voices, `asr synth --engines kokoro`) and the second augmented copy added, one more schedule from
 #                each shipped phase -> RUNS/NAME-kokoro
-#      aug3      (not in the default STAGES): `offline` from RUNS/offline-aug2/best.pt with a third augmented
-#                copy -> RUNS/offline-aug3
+#      aug3      `offline` from RUNS/offline-aug2/best.pt with a third augmented copy -> RUNS/offline-aug3
 #      kokoro2   (not in the default STAGES): `stream` from RUNS/stream-kokoro at half the peak rate
 #                -> RUNS/stream-kokoro2
 #      onset-offline  phase 18 of `offline`: aug3 with half the examples' leading silence cut (--trim-onsets 0.5)
-#                -> RUNS/offline-onset (the shipped one); onset-stream (not in the default STAGES): kokoro2 with
-#                it -> RUNS/stream-onset
-#      aug4      (not in the default STAGES): a fourth augmented copy and leading silence cut, `offline` from
-#                RUNS/offline-onset, `stream` from RUNS/stream-grow -> RUNS/NAME-aug4
+#                -> RUNS/offline-onset; onset-stream (not in the default STAGES): kokoro2 with it -> RUNS/stream-onset
+#      aug4      a fourth augmented copy and leading silence cut, `offline` from RUNS/offline-onset, `stream` from
+#                RUNS/stream-grow -> RUNS/NAME-aug4
+#      soup-offline  phase 19 of `offline`: the mean of the weights of RUNS/offline-{aug2,aug3,onset,aug4}/best.pt
+#                (`asr average`) -> RUNS/offline-soup (the shipped one); soup-stream (not in the default STAGES):
+#                the same of five `stream` runs -> RUNS/stream-soup
+#      soup2     (not in the default STAGES): one more schedule from each soup -> RUNS/NAME-soup2
 #   6. export    the shipped phases (STREAM_SHIPPED, OFFLINE_SHIPPED): RUNS/NAME$SHIPPED/best.pt -> asr/models/NAME.pt
 #   7. evaluate  every dev-suite part and the synthetic test, pocketsphinx on the same files; curves
 # STAGES="train" bash training/recipe.sh runs only the named stages.
@@ -57,7 +59,7 @@ DATA=${DATA:-data}
 RUNS=${RUNS:-runs}
 MINUTES=${MINUTES:-600}
 STAGES=${STAGES:-"real synth voices train finetune finetune2 finetune3 finetune4 finetune5 finetune6 join mix mix2 \
-                  grow grow2 grow3 grow4 grow5 aug2 onset-offline export evaluate"}
+                  grow grow2 grow3 grow4 grow5 aug2 aug3 onset-offline aug4 soup-offline export evaluate"}
 STREAM_DIMS="--hidden 320 --layers 3 --stack 3"
 OFFLINE_DIMS="--hidden 256 --layers 3 --stack 3 --bidirectional"
 STREAM_ARGS=${STREAM_ARGS:-"--steps 3800 --eval-every 400 --lr 2e-3"}
@@ -66,9 +68,9 @@ STREAM_FT_ARGS=${STREAM_FT_ARGS:-"--steps 2600 --warmup 100 --eval-every 400 --l
 OFFLINE_FT_ARGS=${OFFLINE_FT_ARGS:-"--steps 1400 --warmup 100 --eval-every 350 --lr 1e-3"}
 STREAM_FTN_ARGS=${STREAM_FTN_ARGS:-"--steps 2700 --warmup 100 --eval-every 450 --lr 1e-3"}   # finetuneN, --seed N
 OFFLINE_FTN_ARGS=${OFFLINE_FTN_ARGS:-"--steps 1450 --warmup 100 --eval-every 290 --lr 1e-3"}
-# the phase whose best.pt is exported (RUNS/NAME$SHIPPED): stream's phases 12 to 15 were worse on dev than its
+# the phase whose best.pt is exported (RUNS/NAME$SHIPPED): stream's later runs were not better on dev than its
 # phase 11
-STREAM_SHIPPED=-grow OFFLINE_SHIPPED=-onset
+STREAM_SHIPPED=-grow OFFLINE_SHIPPED=-soup
 mkdir -p "$DATA" "$RUNS"
 stage() { [[ " $STAGES " == *" $1 "* ]]; }
 
@@ -226,8 +228,8 @@ if stage kokoro2; then
     kokoro_sets
     (TRAIN_SETS+=("${KOKORO_SETS[@]}"); mixed_one stream -kokoro kokoro2 21 "--steps 2000 --lr 5e-4 $GROWN")
 fi
-# aug3 (not in the default STAGES): `offline` from its phase 17 with a third augmented copy of the real training
-# speech beside the other two (AUG3_SETS) -> RUNS/offline-aug3
+# aug3: `offline` from its phase 17 with a third augmented copy of the real training speech beside the other two
+# (AUG3_SETS) -> RUNS/offline-aug3
 AUG3_SETS=("$DATA/real/train-aug2" "$DATA/real/train-aug3")
 if stage aug3; then
     real_augmented 3
@@ -245,17 +247,36 @@ if stage onset-offline; then
     real_augmented 3
     (TRAIN_SETS+=("${AUG3_SETS[@]}"); mixed_one offline -aug2 onset 21 "$GROWN $ONSET")
 fi
-# aug4 (not in the default STAGES): a fourth augmented copy of the real training speech as well, leading silence cut
-# as in phase 18; `offline` from its phase 18, `stream` from its phase 11 at half the peak rate -> RUNS/NAME-aug4
+# aug4: a fourth augmented copy of the real training speech as well, leading silence cut as in phase 18; `offline`
+# from its phase 18, `stream` from its phase 11 at half the peak rate -> RUNS/NAME-aug4
 if stage aug4; then
     real_augmented 4
     (TRAIN_SETS+=("${AUG3_SETS[@]}" "$DATA/real/train-aug4")
      mixed -grow,-onset aug4 22 "--steps 2000 --lr 5e-4 $GROWN $ONSET" "$GROWN $ONSET")
 fi
+# soup NAME RUN...: the mean of the weights of RUNS/NAME-RUN/best.pt of each RUN, schedules that all descend from one
+# phase (`asr average`) -> RUNS/NAME-soup/best.pt
+soup() {
+    local run checkpoints=()
+    for run in "${@:2}"; do checkpoints+=("$RUNS/$1-$run/best.pt"); done
+    need_inits "${checkpoints[@]}"
+    asr average "${checkpoints[@]}" --out "$RUNS/$1-soup/best.pt"
+}
+# soup-offline (phase 19 of `offline`): its phases 17 and 18 and the aug3 and aug4 runs; soup-stream (not in the
+# default STAGES): `stream`'s phase 11 and the grow4, kokoro2, onset-stream and aug4 runs
+if stage soup-offline; then soup offline aug2 aug3 onset aug4; fi
+if stage soup-stream; then soup stream grow grow4 kokoro2 onset aug4; fi
+# soup2 (not in the default STAGES): one more schedule from each soup at half the peak rate, the training sets and
+# leading-silence cut of aug4 -> RUNS/NAME-soup2
+if stage soup2; then
+    real_augmented 4
+    (TRAIN_SETS+=("${AUG3_SETS[@]}" "$DATA/real/train-aug4")
+     mixed -soup soup2 23 "--steps 2000 --lr 5e-4 $GROWN $ONSET" "--lr 5e-4 $GROWN $ONSET")
+fi
 # phases NAME SHIPPED: the run directories of NAME's phases up to the shipped one (RUNS/NAME, RUNS/NAME-ft, -ft2 ..)
 phases() {
     local suffix
-    for suffix in "" -ft -ft2 -ft3 -ft4 -ft5 -ft6 -join -mix -mix2 -grow -grow2 -grow3 -grow4 -grow5 -aug2 -onset; do
+    for suffix in "" -ft -ft2 -ft3 -ft4 -ft5 -ft6 -join -mix -mix2 -grow -grow2 -grow3 -grow4 -grow5 -aug2 -onset -aug4; do
         echo "$RUNS/$1$suffix"
         [ "$suffix" = "$2" ] && return
     done
