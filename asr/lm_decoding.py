@@ -60,7 +60,7 @@ class BeamSearchOptions:
     beam_size: int = 64  # hypotheses kept per frame
     beam_size_token: int = 8  # most likely symbols tried per frame
     beam_threshold: float = 10.0  # drop hypotheses this far (log) below the best
-    lm_weight: float = 1.0  # weight of the LM's log10 word probabilities (tuned on the real dev suite)
+    lm_weight: float = 1.5  # weight of the LM's log10 word probabilities (tuned on the real dev suite: model card)
     word_score: float = 0.0  # bonus per word (insertion bonus)
     sil_score: float = 0.0  # bonus per word boundary frame
     blank_skip: float | None = 0.98  # cut runs of frames at least this sure of blank; None keeps every frame
