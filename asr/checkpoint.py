@@ -109,9 +109,8 @@ def average_checkpoints(paths: list[str | os.PathLike]) -> dict:
     if not paths:
         raise CheckpointError("no checkpoints to average")
     checkpoints = [load_checkpoint(path) for path in paths]
-    first = checkpoints[0]
+    first, dims = checkpoints[0], checkpoints[0]["dims"]
     for path, checkpoint in zip(paths[1:], checkpoints[1:]):
-        dims = first["dims"]
         differ = [f"{k} {v} vs {dims.get(k)}" for k, v in checkpoint["dims"].items() if v != dims.get(k)]
         if differ:
             raise CheckpointError(f"{path}: not the model shape of {paths[0]} ({', '.join(differ)})")

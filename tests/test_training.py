@@ -82,6 +82,9 @@ def test_average_of_two_runs_scores(corpus, tmp_path):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith(f"asr average: {missing}: no such checkpoint") and result.stderr.count("\n") == 1
     assert not (tmp_path / "x.pt").exists()
+    result = subprocess.run([sys.executable, "-m", "asr", "average", str(soup), "--out", str(soup / "x.pt")],
+                            capture_output=True, text=True, timeout=300)  # a file where a folder should be
+    assert result.returncode == 1 and result.stderr.startswith(f"asr average: cannot write {soup / 'x.pt'}: ")
 
 
 def test_resume_continues_exactly(corpus, tmp_path):

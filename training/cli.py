@@ -113,6 +113,9 @@ def run_average(args) -> int:
     except CheckpointError as error:
         print(f"asr average: {error}", file=sys.stderr)
         return 1
+    except OSError as error:
+        print(f"asr average: cannot write {args.out}: {error.strerror or error}", file=sys.stderr)
+        return 1
     print(args.out)
     return 0
 
