@@ -48,7 +48,8 @@
 #      soup-offline  phase 19 of `offline`: the mean of the weights of RUNS/offline-{aug2,aug3,onset,aug4}/best.pt
 #                (`asr average`) -> RUNS/offline-soup (the shipped one); soup-stream (not in the default STAGES):
 #                the same of five `stream` runs -> RUNS/stream-soup
-#      soup2     (not in the default STAGES): one more schedule from each soup -> RUNS/NAME-soup2
+#      soup2     (not in the default STAGES): one more schedule from each soup -> RUNS/NAME-soup2; soup3 the same
+#                with another seed -> RUNS/NAME-soup3
 #   6. export    the shipped phases (STREAM_SHIPPED, OFFLINE_SHIPPED): RUNS/NAME$SHIPPED/best.pt -> asr/models/NAME.pt
 #   7. evaluate  every dev-suite part and the synthetic test, pocketsphinx on the same files; curves
 # STAGES="train" bash training/recipe.sh runs only the named stages.
@@ -266,13 +267,15 @@ soup() {
 # default STAGES): `stream`'s phase 11 and the grow4, kokoro2, onset-stream and aug4 runs
 if stage soup-offline; then soup offline aug2 aug3 onset aug4; fi
 if stage soup-stream; then soup stream grow grow4 kokoro2 onset aug4; fi
-# soup2 (not in the default STAGES): one more schedule from each soup at half the peak rate, the training sets and
-# leading-silence cut of aug4 -> RUNS/NAME-soup2
-if stage soup2; then
-    real_augmented 4
-    (TRAIN_SETS+=("${AUG3_SETS[@]}" "$DATA/real/train-aug4")
-     mixed -soup soup2 23 "--steps 2000 --lr 5e-4 $GROWN $ONSET" "--lr 5e-4 $GROWN $ONSET")
-fi
+# soup2, soup3 (not in the default STAGES): one more schedule from each soup at half the peak rate, the training sets
+# and leading-silence cut of aug4, seed 23 or 24 -> RUNS/NAME-soup2, RUNS/NAME-soup3
+for n in 2 3; do
+    if stage "soup$n"; then
+        real_augmented 4
+        (TRAIN_SETS+=("${AUG3_SETS[@]}" "$DATA/real/train-aug4")
+         mixed -soup "soup$n" $((21 + n)) "--steps 2000 --lr 5e-4 $GROWN $ONSET" "--lr 5e-4 $GROWN $ONSET")
+    fi
+done
 # phases NAME SHIPPED: the run directories of NAME's phases up to the shipped one (RUNS/NAME, RUNS/NAME-ft, -ft2 ..)
 phases() {
     local suffix
