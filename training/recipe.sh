@@ -250,9 +250,10 @@ if stage onset-offline; then
 fi
 # aug4: a fourth augmented copy of the real training speech as well, leading silence cut as in phase 18; `offline`
 # from its phase 18, `stream` from its phase 11 at half the peak rate -> RUNS/NAME-aug4
+AUG4_SETS=("${AUG3_SETS[@]}" "$DATA/real/train-aug4")   # what aug4, soup2 and soup3 add to TRAIN_SETS
 if stage aug4; then
     real_augmented 4
-    (TRAIN_SETS+=("${AUG3_SETS[@]}" "$DATA/real/train-aug4")
+    (TRAIN_SETS+=("${AUG4_SETS[@]}")
      mixed -grow,-onset aug4 22 "--steps 2000 --lr 5e-4 $GROWN $ONSET" "$GROWN $ONSET")
 fi
 # soup NAME RUN...: the mean of the weights of RUNS/NAME-RUN/best.pt of each RUN, schedules that all descend from one
@@ -272,7 +273,7 @@ if stage soup-stream; then soup stream grow grow4 kokoro2 onset aug4; fi
 for n in 2 3; do
     if stage "soup$n"; then
         real_augmented 4
-        (TRAIN_SETS+=("${AUG3_SETS[@]}" "$DATA/real/train-aug4")
+        (TRAIN_SETS+=("${AUG4_SETS[@]}")
          mixed -soup "soup$n" $((21 + n)) "--steps 2000 --lr 5e-4 $GROWN $ONSET" "--lr 5e-4 $GROWN $ONSET")
     fi
 done
