@@ -50,6 +50,11 @@
 #                the same of five `stream` runs -> RUNS/stream-soup
 #      soup2     (not in the default STAGES): one more schedule from each soup -> RUNS/NAME-soup2; soup3 the same
 #                with another seed -> RUNS/NAME-soup3
+#      wide2     (not in the default STAGES): two schedules at once from RUNS/stream-wide/best.pt, the training
+#                sets and leading-silence cut of aug4, at half and at the full peak rate -> RUNS/stream-wide2,
+#                RUNS/stream-wide3
+#      soup-wide (not in the default STAGES): the mean of the weights of RUNS/stream-{wide,wide2,wide3}/best.pt
+#                -> RUNS/stream-wide-soup
 #   6. export    the shipped phases (STREAM_SHIPPED, OFFLINE_SHIPPED): RUNS/NAME$SHIPPED/best.pt -> asr/models/NAME.pt
 #   7. evaluate  every dev-suite part and the synthetic test, pocketsphinx on the same files; curves
 # STAGES="train" bash training/recipe.sh runs only the named stages.
@@ -173,12 +178,13 @@ mixed() {
     finetune "$1" "-$2" "$MIXED_STREAM --seed $3 $4" "$MIXED_OFFLINE --seed $3 $5" "$DATA/corpus-voices/train"
 }
 # mixed_one NAME FROM TO SEED FLAGS: the same for model NAME alone, from RUNS/NAME$FROM/best.pt
-mixed_one() {
+mixed_one() { mixed_start "$@"; wait_trainings; }
+# mixed_start NAME FROM TO SEED FLAGS: mixed_one's training started and not waited for (two at once)
+mixed_start() {
     local settings=$MIXED_STREAM
     [ "$1" = offline ] && settings=$MIXED_OFFLINE
     need_inits "$RUNS/$1$2/best.pt"
     train_one "$1" "-$3" "$settings --seed $4 $5 --init $RUNS/$1$2/best.pt" "$DATA/corpus-voices/train"
-    wait_trainings
 }
 GROWN="--layers 4 --residual-layers 1"   # four LSTM layers, the fourth residual (asr.model.grow)
 # mix, mix2 (phases 9 and 10): phase 8 heard no synthetic speech and lost the synthetic voices
@@ -256,18 +262,18 @@ if stage aug4; then
     (TRAIN_SETS+=("${AUG4_SETS[@]}")
      mixed -grow,-onset aug4 22 "--steps 2000 --lr 5e-4 $GROWN $ONSET" "$GROWN $ONSET")
 fi
-# soup NAME RUN...: the mean of the weights of RUNS/NAME-RUN/best.pt of each RUN, schedules that all descend from one
-# phase (`asr average`) -> RUNS/NAME-soup/best.pt
+# soup OUT RUN...: the mean of the weights of RUNS/NAME-RUN/best.pt of each RUN (NAME: OUT's model, before its first
+# "-"), schedules that all descend from one phase (`asr average`) -> RUNS/OUT/best.pt
 soup() {
     local run checkpoints=()
-    for run in "${@:2}"; do checkpoints+=("$RUNS/$1-$run/best.pt"); done
+    for run in "${@:2}"; do checkpoints+=("$RUNS/${1%%-*}-$run/best.pt"); done
     need_inits "${checkpoints[@]}"
-    asr average "${checkpoints[@]}" --out "$RUNS/$1-soup/best.pt"
+    asr average "${checkpoints[@]}" --out "$RUNS/$1/best.pt"
 }
 # soup-offline (phase 19 of `offline`): its phases 17 and 18 and the aug3 and aug4 runs; soup-stream (not in the
 # default STAGES): `stream`'s phase 11 and the grow4, kokoro2, onset-stream and aug4 runs
-if stage soup-offline; then soup offline aug2 aug3 onset aug4; fi
-if stage soup-stream; then soup stream grow grow4 kokoro2 onset aug4; fi
+if stage soup-offline; then soup offline-soup aug2 aug3 onset aug4; fi
+if stage soup-stream; then soup stream-soup grow grow4 kokoro2 onset aug4; fi
 # soup2, soup3 (not in the default STAGES): one more schedule from each soup at half the peak rate, the training sets
 # and leading-silence cut of aug4, seed 23 or 24 -> RUNS/NAME-soup2, RUNS/NAME-soup3
 for n in 2 3; do
@@ -277,6 +283,18 @@ for n in 2 3; do
          mixed -soup "soup$n" $((21 + n)) "--steps 2000 --lr 5e-4 $GROWN $ONSET" "--lr 5e-4 $GROWN $ONSET")
     fi
 done
+# wide2 (not in the default STAGES): two more schedules of the 384-unit `stream` of the wide stage at once, with the
+# training sets and leading-silence cut of aug4, peak rate 5e-4 (seed 25) and 1e-3 (seed 26) -> RUNS/stream-wide2,
+# RUNS/stream-wide3
+if stage wide2; then
+    real_augmented 4
+    (TRAIN_SETS+=("${AUG4_SETS[@]}")
+     mixed_start stream -wide wide2 25 "--steps 2000 --lr 5e-4 $GROWN --hidden 384 $ONSET"
+     mixed_start stream -wide wide3 26 "--steps 2000 --lr 1e-3 $GROWN --hidden 384 $ONSET"
+     wait_trainings)
+fi
+# soup-wide (not in the default STAGES): the mean of the wide, wide2 and wide3 runs -> RUNS/stream-wide-soup
+if stage soup-wide; then soup stream-wide-soup wide wide2 wide3; fi
 # phases NAME SHIPPED: the run directories of NAME's phases up to the shipped one (RUNS/NAME, RUNS/NAME-ft, -ft2 ..)
 phases() {
     local suffix
