@@ -29,8 +29,7 @@
 #                RUNS/offline-grow3/best.pt -> RUNS/NAME-grow4
 #      grow5     phase 15 of `offline` alone: from RUNS/offline-grow4/best.pt -> RUNS/offline-grow5 (the shipped one)
 #      grow6     phase 16 of `offline` (not in the default STAGES): from RUNS/offline-grow5 -> RUNS/offline-grow6
-#      wide      phase 15 of `stream` (not in the default STAGES): RUNS/stream-grow widened to 384 units per
-#                direction -> RUNS/stream-wide
+#      wide      phase 15 of `stream`: RUNS/stream-grow widened to 384 units per direction -> RUNS/stream-wide
 #      distill   phase 16 of `stream` (not in the default STAGES): RUNS/stream-grow, taught by RUNS/offline-grow5
 #                as well -> RUNS/stream-distill
 #      aug2      phase 17 of `offline` alone: a second augmented copy of the real training speech added, from
@@ -50,11 +49,10 @@
 #                the same of five `stream` runs -> RUNS/stream-soup
 #      soup2     (not in the default STAGES): one more schedule from each soup -> RUNS/NAME-soup2; soup3 the same
 #                with another seed -> RUNS/NAME-soup3
-#      wide2     (not in the default STAGES): two schedules at once from RUNS/stream-wide/best.pt, the training
-#                sets and leading-silence cut of aug4, at half and at the full peak rate -> RUNS/stream-wide2,
-#                RUNS/stream-wide3
-#      soup-wide (not in the default STAGES): the mean of the weights of RUNS/stream-{wide,wide2,wide3}/best.pt
-#                -> RUNS/stream-wide-soup
+#      wide2     two schedules of `stream` at once from its phase 15, the training sets and leading-silence cut
+#                of aug4, at half and at the full peak rate -> RUNS/stream-wide2, RUNS/stream-wide3
+#      soup-wide phase 17 of `stream`: the mean of the weights of RUNS/stream-{wide,wide2,wide3}/best.pt
+#                -> RUNS/stream-wide-soup (the shipped one)
 #   6. export    the shipped phases (STREAM_SHIPPED, OFFLINE_SHIPPED): RUNS/NAME$SHIPPED/best.pt -> asr/models/NAME.pt
 #   7. evaluate  every dev-suite part and the synthetic test, pocketsphinx on the same files; curves
 # STAGES="train" bash training/recipe.sh runs only the named stages.
@@ -65,7 +63,8 @@ DATA=${DATA:-data}
 RUNS=${RUNS:-runs}
 MINUTES=${MINUTES:-600}
 STAGES=${STAGES:-"real synth voices train finetune finetune2 finetune3 finetune4 finetune5 finetune6 join mix mix2 \
-                  grow grow2 grow3 grow4 grow5 aug2 aug3 onset-offline aug4 soup-offline export evaluate"}
+                  grow grow2 grow3 grow4 grow5 aug2 aug3 onset-offline aug4 soup-offline wide wide2 soup-wide \
+                  export evaluate"}
 STREAM_DIMS="--hidden 320 --layers 3 --stack 3"
 OFFLINE_DIMS="--hidden 256 --layers 3 --stack 3 --bidirectional"
 STREAM_ARGS=${STREAM_ARGS:-"--steps 3800 --eval-every 400 --lr 2e-3"}
@@ -74,9 +73,8 @@ STREAM_FT_ARGS=${STREAM_FT_ARGS:-"--steps 2600 --warmup 100 --eval-every 400 --l
 OFFLINE_FT_ARGS=${OFFLINE_FT_ARGS:-"--steps 1400 --warmup 100 --eval-every 350 --lr 1e-3"}
 STREAM_FTN_ARGS=${STREAM_FTN_ARGS:-"--steps 2700 --warmup 100 --eval-every 450 --lr 1e-3"}   # finetuneN, --seed N
 OFFLINE_FTN_ARGS=${OFFLINE_FTN_ARGS:-"--steps 1450 --warmup 100 --eval-every 290 --lr 1e-3"}
-# the phase whose best.pt is exported (RUNS/NAME$SHIPPED): stream's later runs were not better on dev than its
-# phase 11
-STREAM_SHIPPED=-grow OFFLINE_SHIPPED=-soup
+# the phase whose best.pt is exported (RUNS/NAME$SHIPPED)
+STREAM_SHIPPED=-wide-soup OFFLINE_SHIPPED=-soup
 mkdir -p "$DATA" "$RUNS"
 stage() { [[ " $STAGES " == *" $1 "* ]]; }
 
@@ -202,7 +200,7 @@ if stage grow4; then mixed -grow,-grow3 grow4 15 "--steps 2000 --lr 5e-4 $GROWN"
 if stage grow5; then mixed_one offline -grow4 grow5 16 "$GROWN"; fi
 # grow6 (phase 16 of `offline`, not in the default STAGES): its phase 15
 if stage grow6; then mixed_one offline -grow5 grow6 17 "$GROWN"; fi
-# wide (phase 15 of `stream`, not in the default STAGES): its phase 11 widened from 320 to 384 units per direction
+# wide (phase 15 of `stream`): its phase 11 widened from 320 to 384 units per direction
 # (asr.model.widen: the wider model starts as phase 11)
 if stage wide; then mixed_one stream -grow wide 17 "--steps 2000 --lr 1e-3 $GROWN --hidden 384"; fi
 # distill (phase 16 of `stream`, not in the default STAGES): its phase 11 taught by `offline`'s phase 15 as well
@@ -283,7 +281,7 @@ for n in 2 3; do
          mixed -soup "soup$n" $((21 + n)) "--steps 2000 --lr 5e-4 $GROWN $ONSET" "--lr 5e-4 $GROWN $ONSET")
     fi
 done
-# wide2 (not in the default STAGES): two more schedules of the 384-unit `stream` of the wide stage at once, with the
+# wide2: two more schedules of the 384-unit `stream` of the wide stage at once, with the
 # training sets and leading-silence cut of aug4, peak rate 5e-4 (seed 25) and 1e-3 (seed 26) -> RUNS/stream-wide2,
 # RUNS/stream-wide3
 if stage wide2; then
@@ -293,16 +291,18 @@ if stage wide2; then
      mixed_start stream -wide wide3 26 "--steps 2000 --lr 1e-3 $GROWN --hidden 384 $ONSET"
      wait_trainings)
 fi
-# soup-wide (not in the default STAGES): the mean of the wide, wide2 and wide3 runs -> RUNS/stream-wide-soup
+# soup-wide (phase 17 of `stream`): the mean of its phase 15 and the wide2 and wide3 runs -> RUNS/stream-wide-soup
 if stage soup-wide; then soup stream-wide-soup wide wide2 wide3; fi
-# phases NAME SHIPPED: the run directories of NAME's phases up to the shipped one (RUNS/NAME, RUNS/NAME-ft, -ft2 ..)
+# phases NAME SUFFIX...: the run directories RUNS/NAME and RUNS/NAME$SUFFIX of each SUFFIX; *_PHASES: the runs each
+# shipped model's phases descend through, in order (drawn in the training curves)
 phases() {
     local suffix
-    for suffix in "" -ft -ft2 -ft3 -ft4 -ft5 -ft6 -join -mix -mix2 -grow -grow2 -grow3 -grow4 -grow5 -aug2 -onset -aug4; do
-        echo "$RUNS/$1$suffix"
-        [ "$suffix" = "$2" ] && return
-    done
+    echo "$RUNS/$1"
+    for suffix in "${@:2}"; do echo "$RUNS/$1$suffix"; done
 }
+COMMON_PHASES=(-ft -ft2 -ft3 -ft4 -ft5 -ft6 -join -mix -mix2 -grow)
+STREAM_PHASES=("${COMMON_PHASES[@]}" -wide -wide2 -wide3)
+OFFLINE_PHASES=("${COMMON_PHASES[@]}" -grow2 -grow3 -grow4 -grow5 -aug2 -aug3 -onset -aug4)
 if stage export; then
     for shipped in "stream$STREAM_SHIPPED" "offline$OFFLINE_SHIPPED"; do
         python -c "from asr.checkpoint import export_model; export_model('$RUNS/$shipped/best.pt', 'asr/models/${shipped%%-*}.pt')"
@@ -312,6 +312,6 @@ if stage evaluate; then
     python -m training.dev_suite --suite "$DATA/real" --extra "$DATA/corpus/test" --models stream offline \
         --pocketsphinx --json "$RUNS/dev_suite.json" | tee "$RUNS/dev_suite.md"
     # shellcheck disable=SC2046  # one run directory per word
-    python -m training.plot_curves $(phases stream "$STREAM_SHIPPED") $(phases offline "$OFFLINE_SHIPPED") \
+    python -m training.plot_curves $(phases stream "${STREAM_PHASES[@]}") $(phases offline "${OFFLINE_PHASES[@]}") \
         --out docs/training_curves.png
 fi
