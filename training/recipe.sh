@@ -281,9 +281,8 @@ for n in 2 3; do
          mixed -soup "soup$n" $((21 + n)) "--steps 2000 --lr 5e-4 $GROWN $ONSET" "--lr 5e-4 $GROWN $ONSET")
     fi
 done
-# wide2: two more schedules of the 384-unit `stream` of the wide stage at once, with the
-# training sets and leading-silence cut of aug4, peak rate 5e-4 (seed 25) and 1e-3 (seed 26) -> RUNS/stream-wide2,
-# RUNS/stream-wide3
+# wide2: two more schedules of the 384-unit `stream` of the wide stage at once, with the training sets and
+# leading-silence cut of aug4, peak rate 5e-4 (seed 25) and 1e-3 (seed 26) -> RUNS/stream-wide2, RUNS/stream-wide3
 if stage wide2; then
     real_augmented 4
     (TRAIN_SETS+=("${AUG4_SETS[@]}")
