@@ -292,14 +292,13 @@ if stage wide2; then
 fi
 # soup-wide (phase 17 of `stream`): the mean of its phase 15 and the wide2 and wide3 runs -> RUNS/stream-wide-soup
 if stage soup-wide; then soup stream-wide-soup wide wide2 wide3; fi
-# phases NAME SUFFIX...: the run directories RUNS/NAME and RUNS/NAME$SUFFIX of each SUFFIX; *_PHASES: the runs each
-# shipped model's phases descend through, in order (drawn in the training curves)
+# phases NAME SUFFIX...: the run directory RUNS/NAME$SUFFIX of each SUFFIX; *_PHASES: the runs each shipped model's
+# phases descend through, in order (drawn in the training curves; "" is the first phase, RUNS/NAME)
 phases() {
     local suffix
-    echo "$RUNS/$1"
     for suffix in "${@:2}"; do echo "$RUNS/$1$suffix"; done
 }
-COMMON_PHASES=(-ft -ft2 -ft3 -ft4 -ft5 -ft6 -join -mix -mix2 -grow)
+COMMON_PHASES=("" -ft -ft2 -ft3 -ft4 -ft5 -ft6 -join -mix -mix2 -grow)
 STREAM_PHASES=("${COMMON_PHASES[@]}" -wide -wide2 -wide3)
 OFFLINE_PHASES=("${COMMON_PHASES[@]}" -grow2 -grow3 -grow4 -grow5 -aug2 -aug3 -onset -aug4)
 if stage export; then
