@@ -39,6 +39,9 @@ class ModelDims:
     # The top `residual_layers` layers add their input to their output. Layers grown onto a trained model (`grow`)
     # are residual: with zero weights a layer outputs zeros, so the grown model starts as the trained one.
     residual_layers: int = 0
+    # Feature frames after a step's own that its input holds as well (10 ms each, zeros past the end of the audio):
+    # each output sees that far ahead, and a stream's words come that much later.
+    lookahead: int = 0
 
     def __post_init__(self):
         if self.normalization not in NORMALIZATIONS:
@@ -46,6 +49,8 @@ class ModelDims:
         if not 0 <= self.residual_layers < self.layers:
             raise ValueError(f"residual_layers {self.residual_layers} is outside 0..{self.layers - 1} (the first "
                              f"layer's input is the stacked features, not a layer's output)")
+        if self.lookahead < 0:
+            raise ValueError(f"lookahead {self.lookahead} is negative")
 
     @property
     def frame_shift(self) -> float:
@@ -76,7 +81,7 @@ class AcousticModel(nn.Module):
         self.register_buffer("feature_mean", torch.zeros(dims.n_mels))
         self.register_buffer("feature_std", torch.ones(dims.n_mels))
         directions = 2 if dims.bidirectional else 1
-        sizes = [dims.n_mels * dims.stack] + [dims.hidden * directions] * (dims.layers - 1)
+        sizes = [dims.n_mels * (dims.stack + dims.lookahead)] + [dims.hidden * directions] * (dims.layers - 1)
         self.lstms = nn.ModuleList(
             nn.LSTM(size, dims.hidden, batch_first=True, bidirectional=dims.bidirectional) for size in sizes
         )
@@ -102,11 +107,12 @@ class AcousticModel(nn.Module):
         norm = torch.zeros(1, batch, self.dims.n_mels + 1, dtype=torch.float64, device=device)
         return zeros, zeros.clone(), norm
 
-    def normalize(self, features: torch.Tensor, lengths: torch.Tensor,
-                  norm: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def normalize(self, features: torch.Tensor, lengths: torch.Tensor, norm: torch.Tensor | None = None,
+                  consumed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """features: (batch, frames, n_mels); lengths: (batch,) valid frames; norm: (1, batch, n_mels + 1) running
-        sum and count carried from earlier chunks, or None for none. Returns normalised features and the new norm
-        (passed through unchanged by "global" normalisation).
+        sum and count carried from earlier chunks, or None for none; consumed: (batch,) frames the returned norm
+        counts (default `lengths`; fewer where a stream's caller keeps the later ones to pass again). Returns
+        normalised features and the new norm (passed through unchanged by "global" normalisation).
 
         The running mean at frame t covers the prior and frames 0..t only, so any chunking gives the same values.
         """
@@ -122,35 +128,51 @@ class AcousticModel(nn.Module):
         prior = self.dims.norm_prior_frames
         mean = (sums + prior * self.feature_mean.double()) / (counts + prior)
         normalized = ((features.double() - mean) / self.feature_std.double()).float()
-        if frames == 0:
-            return normalized, norm
-        return normalized, torch.cat([sums[:, -1], counts[:, -1]], dim=-1)[None]
+        # (batch, 1 + frames, n_mels + 1): the sum and count before any of these frames, then after each
+        totals = torch.cat([norm[0, :, None], torch.cat([sums, counts], dim=-1)], dim=1)
+        consumed = lengths if consumed is None else consumed
+        return normalized, totals[torch.arange(batch), consumed.to(features.device)][None]
 
-    def stack_frames(self, features: torch.Tensor, lengths: torch.Tensor,
-                     norm: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Normalise and stack. features: (batch, frames, n_mels) -> x (batch, frames // stack, n_mels * stack),
-        out_lengths (batch,), and the new running-normalisation state (see `normalize`).
+    def steps(self, lengths: torch.Tensor, final: torch.Tensor | bool = True) -> torch.Tensor:
+        """The model steps that `lengths` (batch,) feature frames make: (batch,). A step needs its `stack` frames,
+        and `lookahead` frames after them unless `final` (bool or (batch,) bool: no more frames come after these)."""
+        ahead = torch.where(torch.as_tensor(final), 0, self.dims.lookahead)
+        return torch.div(lengths - ahead, self.dims.stack, rounding_mode="floor").clamp(min=0)
 
-        Trailing frames that do not fill a whole stack are dropped (a streaming caller keeps them for later).
+    def stack_frames(self, features: torch.Tensor, lengths: torch.Tensor, norm: torch.Tensor | None = None,
+                     final: torch.Tensor | bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Normalise and stack. features: (batch, frames, n_mels) -> x (batch, steps, n_mels * (stack + lookahead)),
+        out_lengths (batch,) as `steps(lengths, final)`, and the running normalisation's state after the frames of
+        those steps (see `normalize`). Step t holds frames stack*t .. stack*(t+1) + lookahead - 1, frames past an
+        item's length as zeros.
+
+        Frames that make no step (part of a stack, or another step's lookahead) are left out of the state: a
+        streaming caller keeps them and passes them again with the next frames.
         """
-        stack = self.dims.stack
+        stack, ahead = self.dims.stack, self.dims.lookahead
         batch, frames, n_mels = features.shape
-        steps = frames // stack
-        out_lengths = torch.div(lengths, stack, rounding_mode="floor")
-        x, norm = self.normalize(features[:, : steps * stack], out_lengths * stack, norm)
-        x = x.reshape(batch, steps, n_mels * stack)
+        out_lengths = self.steps(lengths, final)
+        steps = int(out_lengths.max()) if batch else 0
+        x, norm = self.normalize(features, lengths, norm, out_lengths * stack)
+        padding = torch.arange(frames, device=x.device)[None, :] >= lengths.to(x.device)[:, None]
+        x = x.masked_fill(padding[..., None], 0.0)
+        needed = max(steps, 1) * stack + ahead  # (unfold needs one window even where there are no steps)
+        x = nn.functional.pad(x[:, :needed], (0, 0, 0, max(0, needed - frames)))
+        windows = x.unfold(1, stack + ahead, stack)[:, :steps]  # (batch, steps, n_mels, stack + ahead)
+        x = windows.transpose(2, 3).reshape(batch, steps, (stack + ahead) * n_mels)  # frame after frame
         padding = torch.arange(steps, device=x.device)[None, :] >= out_lengths.to(x.device)[:, None]
         return x.masked_fill(padding[..., None], 0.0), out_lengths, norm
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor, state: State | None = None,
-                norm: torch.Tensor | None = None):
+                norm: torch.Tensor | None = None, final: torch.Tensor | bool = True):
         """features: (batch, frames, n_mels) log-mel; lengths: (batch,) valid frames per item;
         state: `(h, c, norm)` as from `init_state`, or None for a fresh start (unidirectional models only);
         norm: without state, the running normalisation's sum and count of the frames before these (see `normalize`;
-        a bidirectional model's window of a longer recording).
+        a bidirectional model's window of a longer recording); final: bool or (batch,) bool, whether more frames
+        come after these (a stream's caller passes them again with the next, see `stack_frames`).
 
-        Returns log_probs (batch, frames // stack, vocab), out_lengths (batch,), and the new state
-        (None for bidirectional models). Items with fewer than `stack` frames are an error.
+        Returns log_probs (batch, steps, vocab), out_lengths (batch,) as `steps(lengths, final)`, and the new state
+        (None for bidirectional models). An item that makes no step is an error.
 
         In eval mode a batch of unequal lengths is packed, so every item's outputs and state are exactly those of
         the item alone. In training mode it is not (packed LSTMs are several times slower to train on CPU): padding
@@ -159,9 +181,11 @@ class AcousticModel(nn.Module):
         """
         if state is not None and self.dims.bidirectional:
             raise ValueError("a bidirectional model cannot carry state across chunks; use a unidirectional model")
-        x, out_lengths, norm = self.stack_frames(features, lengths, norm if state is None else state[2])
+        x, out_lengths, norm = self.stack_frames(features, lengths, norm if state is None else state[2], final)
         if int(out_lengths.min()) < 1:
-            raise ValueError(f"every item needs at least {self.dims.stack} frames (got lengths {lengths.tolist()})")
+            ahead = f" and {self.dims.lookahead} more unless final" if self.dims.lookahead else ""
+            raise ValueError(f"every item needs at least {self.dims.stack} frames{ahead} (got lengths "
+                             f"{lengths.tolist()})")
         steps = x.shape[1]
         packed = not self.training and bool((out_lengths != steps).any())
         if packed:
@@ -229,3 +253,18 @@ def widen(model: AcousticModel, hidden: int) -> AcousticModel:
         wide.feature_mean.copy_(model.feature_mean)
         wide.feature_std.copy_(model.feature_std)
     return wide
+
+
+def look_ahead(model: AcousticModel, lookahead: int) -> AcousticModel:
+    """A copy of `model` whose steps hold `lookahead` feature frames after their own, computing what `model` does:
+    the first layer reads the frames added with zero weights (they get gradients from the first step)."""
+    old = model.dims.lookahead
+    if lookahead <= old:
+        raise ValueError(f"cannot extend a model's lookahead of {old} frames to {lookahead}")
+    ahead = AcousticModel(replace(model.dims, lookahead=lookahead))
+    state = model.state_dict()
+    added = (lookahead - old) * model.dims.n_mels  # the new input columns come after the old ones (later frames)
+    for name in [name for name in state if name.startswith("lstms.0.weight_ih")]:
+        state[name] = nn.functional.pad(state[name], (0, added))
+    ahead.load_state_dict(state)
+    return ahead

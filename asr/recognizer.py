@@ -2,9 +2,10 @@
 a file and a stream of the same audio give the same text.
 
 A stream carries, from one chunk to the next: the resampler's filter state, the samples not yet framed, the feature
-frames not yet stacked, every LSTM layer's `(h, c)` and running feature mean, and the decoder's hypothesis (greedy,
-or beam search over words with an LM or a phrase list: `asr.lm_decoding.Decoding`). Many streams share one
-model step through `decode_streams` (their states are stacked on the batch dimension and split back afterwards).
+frames of no model step yet (or read ahead by the next steps: `ModelDims.lookahead`), every LSTM layer's `(h, c)`
+and running feature mean, and the decoder's hypothesis (greedy, or beam search over words with an LM or a phrase
+list: `asr.lm_decoding.Decoding`). Many streams share one model step through `decode_streams` (their states are
+stacked on the batch dimension and split back afterwards).
 A stream ends in one place: `accept_audio(..., last=True)` marks the recognizer finished, and the next
 `decode_streams` decodes what is left and returns its last utterance with the others.
 """
@@ -59,7 +60,7 @@ class StreamingRecognizer:
         self._max_utterance_frames = max(1, round(endpointing.max_utterance / self.frame_shift))
         self._resampler = StreamResampler(sample_rate)
         self._features = StreamingFeatures()
-        self._frames = torch.zeros(0, N_MELS)  # feature frames not yet stacked into a model step
+        self._frames = torch.zeros(0, N_MELS)  # feature frames of no model step yet, or a lookahead
         self.state = model.init_state(1)
         self.decoder = decoding.decoder(self.frame_shift, phrases)
         self.max_alternatives = max_alternatives
@@ -82,15 +83,17 @@ class StreamingRecognizer:
         self._features.push(audio)  # framed by the next decode_streams, with every other stream's audio
 
     def take_frames(self, new_frames: torch.Tensor) -> torch.Tensor | None:
-        """Adds `new_frames` (frames, n_mels) to the buffered ones; returns those that fill whole model steps,
-        (frames, n_mels), or None if there are none yet."""
+        """Adds `new_frames` (frames, n_mels) to the buffered ones; returns them all, (frames, n_mels), if they make
+        a model step (`AcousticModel.steps`), or None if not yet. `used_steps` drops the frames the model used."""
         if len(new_frames):
             self._frames = torch.cat([self._frames, new_frames])
-        usable = len(self._frames) - len(self._frames) % self.model.dims.stack
-        if usable == 0:
+        if int(self.model.steps(torch.tensor([len(self._frames)]), self.finished)[0]) == 0:
             return None
-        frames, self._frames = self._frames[:usable], self._frames[usable:]
-        return frames
+        return self._frames
+
+    def used_steps(self, steps: int) -> None:
+        """The model ran `steps` steps on the frames `take_frames` gave: theirs are done, their lookahead is not."""
+        self._frames = self._frames[steps * self.model.dims.stack :]
 
     # --- model out ------------------------------------------------------------------------------------------------
     def accept_log_probs(self, log_probs: torch.Tensor) -> list[Transcript]:
@@ -157,9 +160,11 @@ def decode_streams(model: AcousticModel, recognizers: list[StreamingRecognizer])
         streams, frames = zip(*ready)
         lengths = torch.tensor([len(f) for f in frames])
         state = stack_states([r.state for r in streams])
-        log_probs, out_lengths, state = model(pad_sequence(frames, batch_first=True), lengths, state)
+        final = torch.tensor([r.finished for r in streams])
+        log_probs, out_lengths, state = model(pad_sequence(frames, batch_first=True), lengths, state, final=final)
         for b, (recognizer, stream_state) in enumerate(zip(streams, unstack_states(state))):
             recognizer.state = stream_state
+            recognizer.used_steps(int(out_lengths[b]))
             finals[id(recognizer)] = recognizer.accept_log_probs(log_probs[b, : out_lengths[b]])
     results = [finals.get(id(r), []) for r in recognizers]
     for recognizer, result in zip(recognizers, results):

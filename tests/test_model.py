@@ -3,13 +3,13 @@ import math
 import pytest
 import torch
 
-from asr.model import AcousticModel, ModelDims, grow, widen
+from asr.model import AcousticModel, ModelDims, grow, look_ahead, widen
 
 
-def small(bidirectional=False, normalization="global", residual_layers=0):
+def small(bidirectional=False, normalization="global", residual_layers=0, lookahead=0):
     torch.manual_seed(0)
     dims = ModelDims(hidden=48, layers=3, stack=3, bidirectional=bidirectional, normalization=normalization,
-                     residual_layers=residual_layers)
+                     residual_layers=residual_layers, lookahead=lookahead)
     return AcousticModel(dims).eval()
 
 
@@ -118,3 +118,65 @@ def test_a_widened_model_starts_as_the_model_it_widened(bidirectional):
     assert wide.output.weight.grad[:, 48:64].abs().sum() > 0
     with pytest.raises(ValueError, match="cannot widen a model of 48 hidden units to 48"):
         widen(model, 48)
+
+
+def test_steps_wait_for_their_lookahead_until_the_end():
+    model = small(lookahead=4)
+    lengths = torch.tensor([9, 10, 2, 7])
+    assert model.steps(lengths, final=False).tolist() == [1, 2, 0, 1]
+    assert model.steps(lengths, final=True).tolist() == [3, 3, 0, 2]
+    assert model.steps(lengths, final=torch.tensor([True, False, False, True])).tolist() == [3, 2, 0, 2]
+    assert small().steps(lengths, final=False).tolist() == [3, 3, 0, 2]  # no lookahead: nothing to wait for
+    with pytest.raises(ValueError, match="at least 3 frames and 4 more unless final"):
+        model(torch.randn(1, 5, 80), torch.tensor([5]), model.init_state(1), final=False)
+
+
+@pytest.mark.parametrize("normalization", ["global", "running"])
+@pytest.mark.parametrize("chunk_frames", [1, 5, 21, 99])
+def test_lookahead_streams_as_one_pass(chunk_frames, normalization):
+    """A stream's caller passes the frames it holds, keeps those of no step (`steps`) and passes them again with
+    the next, and says `final` with the last: outputs and state are those of one pass over the whole input."""
+    model = small(normalization=normalization, lookahead=5)
+    features = torch.randn(300, 80)
+    whole, _, whole_state = model(features[None], torch.tensor([300]))
+    state, held, outputs = model.init_state(1), features[:0], []
+    for start in range(0, 300, chunk_frames):
+        held = torch.cat([held, features[start : start + chunk_frames]])
+        final = start + chunk_frames >= 300
+        if int(model.steps(torch.tensor([len(held)]), final)[0]) == 0:
+            continue
+        out, steps, state = model(held[None], torch.tensor([len(held)]), state, final=final)
+        outputs.append(out[0])
+        held = held[int(steps[0]) * 3 :]
+    torch.testing.assert_close(torch.cat(outputs), whole[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(state[0], whole_state[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(state[2], whole_state[2])
+
+
+def test_lookahead_batch_of_final_and_waiting_items_gives_each_its_own_result():
+    model = small(normalization="running", lookahead=5)
+    a, b = torch.randn(1, 90, 80), torch.randn(1, 45, 80)
+    batch = torch.cat([a, torch.nn.functional.pad(b, (0, 0, 0, 45))])
+    log_probs, steps, (h, _, norm) = model(batch, torch.tensor([90, 45]), model.init_state(2),
+                                           final=torch.tensor([True, False]))
+    assert steps.tolist() == [30, 13]  # b waits for 5 frames after its 13th step
+    for item, final, n in [(a, True, 30), (b, False, 13)]:
+        alone, _, (_, _, norm_alone) = model(item, torch.tensor([item.shape[1]]), model.init_state(1), final=final)
+        i = 0 if item is a else 1
+        torch.testing.assert_close(log_probs[i, :n], alone[0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(norm[:, i], norm_alone[:, 0])
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_a_model_looking_further_ahead_starts_as_the_model_it_extends(bidirectional):
+    model = small(bidirectional=bidirectional, normalization="running", lookahead=1)
+    ahead = look_ahead(model, 4).eval()
+    assert ahead.lstms[0].input_size == 80 * (3 + 4)
+    features, lengths = torch.randn(2, 120, 80), torch.tensor([120, 75])
+    torch.testing.assert_close(ahead(features, lengths)[0], model(features, lengths)[0], atol=1e-6, rtol=0)
+    # the frames added are read with zero weights that learn from the first step
+    ahead.train()
+    ahead(features, lengths)[0].logsumexp(-1).sum().backward()
+    assert ahead.lstms[0].weight_ih_l0.grad[:, 80 * 4 :].abs().sum() > 0
+    with pytest.raises(ValueError, match="cannot extend a model's lookahead of 1 frames to 1"):
+        look_ahead(model, 1)

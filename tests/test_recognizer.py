@@ -2,12 +2,25 @@
 import jiwer
 import numpy as np
 import pytest
+import torch
 
 from asr.audio import load_audio
 from asr.decoding import Transcript
+from asr.model import look_ahead
 from asr.recognizer import Endpointing, StreamingRecognizer, decode_streams
 from asr.transcribe import transcribe_audio, transcribe_file
 from tests.helpers import SENTENCES
+
+
+@pytest.fixture(scope="module")
+def ahead_model(stream_model):
+    """The shipped model reading 60 ms more past each step, on those frames with random weights (`look_ahead`
+    starts them at zero, which would hide a lookahead streamed wrong)."""
+    model = look_ahead(stream_model, stream_model.dims.lookahead + 6).eval()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        model.lstms[0].weight_ih_l0[:, -6 * 80 :].normal_(std=0.05)
+    return model
 
 
 def stream_in_chunks(model, audio, chunk):
@@ -26,9 +39,11 @@ def test_recognizes_real_speech(stream_model, speech_wav):
 
 
 @pytest.mark.parametrize("chunk", [16, 333, 3200, 32000])
-def test_any_chunking_gives_the_file_transcript(stream_model, long_speech, chunk):
-    whole = transcribe_file(stream_model, long_speech)
-    streamed = stream_in_chunks(stream_model, load_audio(long_speech), chunk)
+@pytest.mark.parametrize("model_name", ["stream_model", "ahead_model"])
+def test_any_chunking_gives_the_file_transcript(request, model_name, long_speech, chunk):
+    model = request.getfixturevalue(model_name)
+    whole = transcribe_file(model, long_speech)
+    streamed = stream_in_chunks(model, load_audio(long_speech), chunk)
     assert streamed.text == whole.text
     assert [w.word for w in streamed.words] == [w.word for w in whole.words]
     for a, b in zip(streamed.words, whole.words):
@@ -47,7 +62,9 @@ def test_endpoints_split_utterances_with_absolute_times(stream_model, long_speec
     assert starts == sorted(starts) and starts[-1] > 10.0  # absolute stream time, not per utterance
 
 
-def test_batched_step_equals_separate_streams(stream_model, speech_dir):
+@pytest.mark.parametrize("model_name", ["stream_model", "ahead_model"])
+def test_batched_step_equals_separate_streams(request, model_name, speech_dir):
+    stream_model = request.getfixturevalue(model_name)
     audios = [load_audio(speech_dir / f"{name}.wav") for name in SENTENCES]
     alone = [stream_in_chunks(stream_model, a, 4000).text for a in audios]
     recognizers = [StreamingRecognizer(stream_model) for _ in audios]

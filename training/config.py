@@ -86,6 +86,8 @@ MODEL_FLAGS = {
     "norm_prior_frames": "running normalisation: weight of the training mean, in frames",
     "residual_layers": "top layers that add their input to their output (--init from a model with fewer layers "
                        "grows it by residual layers that start at zero)",
+    "lookahead": "10 ms frames after each step's own that its input holds: a stream's words come as much later "
+                 "(--init from a model with fewer reads the frames added with zero weights at first)",
 }
 
 

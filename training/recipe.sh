@@ -53,6 +53,8 @@
 #                of aug4, at half and at the full peak rate -> RUNS/stream-wide2, RUNS/stream-wide3
 #      soup-wide phase 17 of `stream`: the mean of the weights of RUNS/stream-{wide,wide2,wide3}/best.pt
 #                -> RUNS/stream-wide-soup (the shipped one)
+#      ahead     (not in the default STAGES): `stream`'s phase 17 reading 30 or 60 ms past each step, two schedules
+#                at once -> RUNS/stream-ahead3, RUNS/stream-ahead6
 #   6. export    the shipped phases (STREAM_SHIPPED, OFFLINE_SHIPPED): RUNS/NAME$SHIPPED/best.pt -> asr/models/NAME.pt
 #   7. evaluate  every dev-suite part and the synthetic test, pocketsphinx on the same files; curves
 # STAGES="train" bash training/recipe.sh runs only the named stages.
@@ -292,6 +294,16 @@ if stage wide2; then
 fi
 # soup-wide (phase 17 of `stream`): the mean of its phase 15 and the wide2 and wide3 runs -> RUNS/stream-wide-soup
 if stage soup-wide; then soup stream-wide-soup wide wide2 wide3; fi
+# ahead: `stream`'s phase 17 reading 30 ms (3 frames) and 60 ms (6 frames) past each step, two schedules at once
+# from it (the frames added start at zero weights: asr.model.look_ahead), the training sets and leading-silence cut
+# of aug4 -> RUNS/stream-ahead3, RUNS/stream-ahead6
+if stage ahead; then
+    real_augmented 4
+    (TRAIN_SETS+=("${AUG4_SETS[@]}")
+     mixed_start stream -wide-soup ahead3 27 "--steps 2000 --lr 5e-4 $GROWN --hidden 384 $ONSET --lookahead 3"
+     mixed_start stream -wide-soup ahead6 28 "--steps 2000 --lr 5e-4 $GROWN --hidden 384 $ONSET --lookahead 6"
+     wait_trainings)
+fi
 # phases NAME SUFFIX...: the run directory RUNS/NAME$SUFFIX of each SUFFIX; *_PHASES: the runs each shipped model's
 # phases descend through, in order (drawn in the training curves; "" is the first phase, RUNS/NAME)
 phases() {

@@ -27,7 +27,7 @@ from asr.checkpoint import (
     model_from_checkpoint,
     save_checkpoint,
 )
-from asr.model import AcousticModel, grow, widen
+from asr.model import AcousticModel, grow, look_ahead, widen
 from training.config import TrainConfig, config_from_args, train_parser
 from training.data import Batch, UtteranceDataset, bucket_batches, spec_augment, trim_onsets
 from training.distill import Teacher, distillation_loss
@@ -172,6 +172,8 @@ class Trainer:
                 init = widen(init, model.dims.hidden)
             if model.dims.layers > init.dims.layers:  # deeper: residual layers of zero weights on top
                 init = grow(init, model.dims.layers)
+            if model.dims.lookahead > init.dims.lookahead:  # further ahead: zero weights on the frames added
+                init = look_ahead(init, model.dims.lookahead)
             # The weights carry over; how features are normalised is the new model's own choice.
             same_normalization = replace(init.dims, normalization=model.dims.normalization,
                                          norm_prior_frames=model.dims.norm_prior_frames)
