@@ -89,7 +89,7 @@ def transcribe_windows(model: AcousticModel, blocks: Iterator[np.ndarray],
             first = (next_out - buffer_start) // stack
             decoder.feed(log_probs[0, first : first + window // stack])
         next_out += window
-        dropped = max(next_out - context, buffer_start) - buffer_start
+        dropped = min(max(next_out - context, buffer_start) - buffer_start, len(buffer))
         if dropped:
             _, norm = model.normalize(buffer[None, :dropped], torch.tensor([dropped]), norm)
         buffer, buffer_start = buffer[dropped:], buffer_start + dropped
