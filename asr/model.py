@@ -133,11 +133,16 @@ class AcousticModel(nn.Module):
         consumed = lengths if consumed is None else consumed
         return normalized, totals[torch.arange(batch), consumed.to(features.device)][None]
 
-    def steps(self, lengths: torch.Tensor, final: torch.Tensor | bool = True) -> torch.Tensor:
-        """The model steps that `lengths` (batch,) feature frames make: (batch,). A step needs its `stack` frames,
-        and `lookahead` frames after them unless `final` (bool or (batch,) bool: no more frames come after these)."""
-        ahead = torch.where(torch.as_tensor(final), 0, self.dims.lookahead)
-        return torch.div(lengths - ahead, self.dims.stack, rounding_mode="floor").clamp(min=0)
+    def steps(self, lengths: torch.Tensor | int, final: torch.Tensor | bool = True) -> torch.Tensor | int:
+        """The model steps that `lengths` feature frames make ((batch,), or an int for one stream, as a stream's
+        buffer asks without building tensors). A step needs its `stack` frames, and `lookahead` frames after them
+        unless `final` (bool or (batch,) bool: no more frames come after these)."""
+        if isinstance(final, torch.Tensor):
+            ahead = torch.where(final, 0, self.dims.lookahead)
+        else:
+            ahead = 0 if final else self.dims.lookahead
+        steps = (lengths - ahead) // self.dims.stack
+        return steps.clamp(min=0) if isinstance(steps, torch.Tensor) else max(steps, 0)
 
     def stack_frames(self, features: torch.Tensor, lengths: torch.Tensor, norm: torch.Tensor | None = None,
                      final: torch.Tensor | bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:

@@ -87,7 +87,7 @@ class StreamingRecognizer:
         a model step (`AcousticModel.steps`), or None if not yet. `used_steps` drops the frames the model used."""
         if len(new_frames):
             self._frames = torch.cat([self._frames, new_frames])
-        if int(self.model.steps(torch.tensor([len(self._frames)]), self.finished)[0]) == 0:
+        if self.model.steps(len(self._frames), self.finished) == 0:
             return None
         return self._frames
 

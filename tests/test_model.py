@@ -127,6 +127,7 @@ def test_steps_wait_for_their_lookahead_until_the_end():
     assert model.steps(lengths, final=True).tolist() == [3, 3, 0, 2]
     assert model.steps(lengths, final=torch.tensor([True, False, False, True])).tolist() == [3, 2, 0, 2]
     assert small().steps(lengths, final=False).tolist() == [3, 3, 0, 2]  # no lookahead: nothing to wait for
+    assert [model.steps(n, final=False) for n in (9, 10, 2)] == [1, 2, 0]  # one stream's buffer, as ints
     with pytest.raises(ValueError, match="at least 3 frames and 4 more unless final"):
         model(torch.randn(1, 5, 80), torch.tensor([5]), model.init_state(1), final=False)
 
@@ -143,7 +144,7 @@ def test_lookahead_streams_as_one_pass(chunk_frames, normalization):
     for start in range(0, 300, chunk_frames):
         held = torch.cat([held, features[start : start + chunk_frames]])
         final = start + chunk_frames >= 300
-        if int(model.steps(torch.tensor([len(held)]), final)[0]) == 0:
+        if model.steps(len(held), final) == 0:
             continue
         out, steps, state = model(held[None], torch.tensor([len(held)]), state, final=final)
         outputs.append(out[0])
