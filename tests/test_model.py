@@ -161,9 +161,8 @@ def test_lookahead_batch_of_final_and_waiting_items_gives_each_its_own_result():
     log_probs, steps, (h, _, norm) = model(batch, torch.tensor([90, 45]), model.init_state(2),
                                            final=torch.tensor([True, False]))
     assert steps.tolist() == [30, 13]  # b waits for 5 frames after its 13th step
-    for item, final, n in [(a, True, 30), (b, False, 13)]:
+    for i, (item, final, n) in enumerate([(a, True, 30), (b, False, 13)]):
         alone, _, (_, _, norm_alone) = model(item, torch.tensor([item.shape[1]]), model.init_state(1), final=final)
-        i = 0 if item is a else 1
         torch.testing.assert_close(log_probs[i, :n], alone[0], atol=1e-5, rtol=0)
         torch.testing.assert_close(norm[:, i], norm_alone[:, 0])
 

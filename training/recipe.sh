@@ -283,27 +283,24 @@ for n in 2 3; do
          mixed -soup "soup$n" $((21 + n)) "--steps 2000 --lr 5e-4 $GROWN $ONSET" "--lr 5e-4 $GROWN $ONSET")
     fi
 done
-# wide2: two more schedules of the 384-unit `stream` of the wide stage at once, with the training sets and
-# leading-silence cut of aug4, peak rate 5e-4 (seed 25) and 1e-3 (seed 26) -> RUNS/stream-wide2, RUNS/stream-wide3
-if stage wide2; then
+# wide_pair FROM TO SEED FLAGS TO2 SEED2 FLAGS2: two schedules of the 384-unit `stream` at once from
+# RUNS/stream$FROM/best.pt, 2000 steps each with the training sets and leading-silence cut of aug4, one with FLAGS
+# -> RUNS/stream-TO, one with FLAGS2 -> RUNS/stream-TO2
+wide_pair() {
     real_augmented 4
     (TRAIN_SETS+=("${AUG4_SETS[@]}")
-     mixed_start stream -wide wide2 25 "--steps 2000 --lr 5e-4 $GROWN --hidden 384 $ONSET"
-     mixed_start stream -wide wide3 26 "--steps 2000 --lr 1e-3 $GROWN --hidden 384 $ONSET"
+     mixed_start stream "$1" "$2" "$3" "--steps 2000 $GROWN --hidden 384 $ONSET $4"
+     mixed_start stream "$1" "$5" "$6" "--steps 2000 $GROWN --hidden 384 $ONSET $7"
      wait_trainings)
-fi
+}
+# wide2: two more schedules of the 384-unit `stream` of the wide stage, peak rate 5e-4 (seed 25) and 1e-3 (seed 26)
+# -> RUNS/stream-wide2, RUNS/stream-wide3
+if stage wide2; then wide_pair -wide wide2 25 "--lr 5e-4" wide3 26 "--lr 1e-3"; fi
 # soup-wide (phase 17 of `stream`): the mean of its phase 15 and the wide2 and wide3 runs -> RUNS/stream-wide-soup
 if stage soup-wide; then soup stream-wide-soup wide wide2 wide3; fi
-# ahead: `stream`'s phase 17 reading 30 ms (3 frames) and 60 ms (6 frames) past each step, two schedules at once
-# from it (the frames added start at zero weights: asr.model.look_ahead), the training sets and leading-silence cut
-# of aug4 -> RUNS/stream-ahead3, RUNS/stream-ahead6
-if stage ahead; then
-    real_augmented 4
-    (TRAIN_SETS+=("${AUG4_SETS[@]}")
-     mixed_start stream -wide-soup ahead3 27 "--steps 2000 --lr 5e-4 $GROWN --hidden 384 $ONSET --lookahead 3"
-     mixed_start stream -wide-soup ahead6 28 "--steps 2000 --lr 5e-4 $GROWN --hidden 384 $ONSET --lookahead 6"
-     wait_trainings)
-fi
+# ahead: `stream`'s phase 17 reading 30 ms (3 frames, seed 27) and 60 ms (6 frames, seed 28) past each step, peak
+# rate 5e-4 (the frames added start at zero weights: asr.model.look_ahead) -> RUNS/stream-ahead3, RUNS/stream-ahead6
+if stage ahead; then wide_pair -wide-soup ahead3 27 "--lr 5e-4 --lookahead 3" ahead6 28 "--lr 5e-4 --lookahead 6"; fi
 # phases NAME SUFFIX...: the run directory RUNS/NAME$SUFFIX of each SUFFIX; *_PHASES: the runs each shipped model's
 # phases descend through, in order (drawn in the training curves; "" is the first phase, RUNS/NAME)
 phases() {
