@@ -84,3 +84,25 @@ def test_trimmed_onsets_start_within_100_ms_of_the_first_sound_and_keep_room_for
         assert not features[b, trimmed[b]:].any()
     assert torch.equal(trim_onsets(torch.stack([whole] * 8), lengths, labels, label_lengths, 3,
                                    torch.Generator().manual_seed(1), 0.0), lengths)
+
+
+def test_vocal_tract_length_perturbation_moves_a_tone_by_each_items_factor_and_keeps_the_band():
+    import numpy as np
+    import torch
+
+    from asr.features import log_mel
+    from training.data import mel_centres, warp_frequencies
+
+    t = np.arange(16000) / 16000
+    tones = torch.stack([log_mel((0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32)) for hz in (1000, 7600)])
+    features = torch.cat([tones[:1]] * 6 + [tones[1:]] * 2)  # (8, frames, 80): six of 1 kHz, two near the top
+    alphas = 1 + (torch.rand(8, generator=torch.Generator().manual_seed(3)) * 2 - 1) * 0.1
+    warped = warp_frequencies(features, torch.Generator().manual_seed(3), 0.1)
+    assert warped.shape == features.shape and len(set(alphas.tolist())) == 8
+    centres = mel_centres()
+    peaks = centres[warped[:, 50].argmax(dim=-1)]
+    for b in range(6):  # the tone's bin moves to alpha * 1 kHz, to within the bins' spacing there (about 60 Hz)
+        assert abs(float(peaks[b]) - 1000 * float(alphas[b])) < 70
+    assert len(set(peaks[:6].tolist())) > 2
+    assert all(abs(float(p) - 7600) < 200 for p in peaks[6:]), "the band's top stays put"
+    assert torch.equal(warp_frequencies(features, torch.Generator().manual_seed(3), 0.0), features)

@@ -89,7 +89,8 @@ def test_average_of_two_runs_scores(corpus, tmp_path):
 
 def test_resume_continues_exactly(corpus, tmp_path):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    common = ["--train", corpus / "train", "--steps", "16", "--save-every", "4", "--trim-onsets", "0.5", *TINY]
+    common = ["--train", corpus / "train", "--steps", "16", "--save-every", "4", "--trim-onsets", "0.5",
+              "--freq-warp", "0.1", *TINY]
     run("asr", "train", "--out", straight, *common)
     run("asr", "train", "--out", resumed, *common, "--max-minutes", "0.0001")  # stops after its first step
     assert load_checkpoint(resumed / "last.pt")["training"]["progress"]["step"] == 1
@@ -216,12 +217,13 @@ def test_a_teacher_with_other_outputs_is_one_clear_line(corpus, tmp_path):
         f"(stack 3, vocab 29)")
 
 
-def test_an_onset_trimming_probability_outside_0_to_1_is_one_clear_line(corpus, tmp_path):
-    args = ["asr", "train", "--train", corpus / "train", "--out", tmp_path / "run", "--steps", "1", *TINY,
-            "--trim-onsets", "1.5"]
+@pytest.mark.parametrize("flag, value, message", [("--trim-onsets", "1.5", "--trim-onsets 1.5: give a probability from 0 to 1"),
+                                                  ("--freq-warp", "0.5", "--freq-warp 0.5: give a fraction from 0")])
+def test_an_augmentation_setting_out_of_range_is_one_clear_line(corpus, tmp_path, flag, value, message):
+    args = ["asr", "train", "--train", corpus / "train", "--out", tmp_path / "run", "--steps", "1", *TINY, flag, value]
     result = subprocess.run([sys.executable, "-m", *map(str, args)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("--trim-onsets 1.5: give a probability from 0 to 1")
+    assert result.stderr.strip().splitlines()[-1].startswith(message)
 
 
 def test_init_from_a_smaller_model_grows_it_by_residual_layers_and_units(corpus, tmp_path):
@@ -230,14 +232,15 @@ def test_init_from_a_smaller_model_grows_it_by_residual_layers_and_units(corpus,
     two = tmp_path / "two" / "best.pt"
     run("asr", "train", "--out", tmp_path / "start", "--steps", "0", *common, "--init", two,
         "--layers", "3", "--residual-layers", "1")
-    run("asr", "train", "--out", tmp_path / "wide", "--steps", "0", *common, "--init", two, "--hidden", "64")
+    run("asr", "train", "--out", tmp_path / "wide", "--steps", "0", *common, "--init", two, "--hidden", "64",
+        "--dropout", "0.3")
     run("asr", "train", "--out", tmp_path / "three", "--steps", "10", *common, "--init", two,
         "--layers", "3", "--residual-layers", "1")
     models = {name: model_from_checkpoint(load_checkpoint(path)).eval() for name, path in
               [("two", two), ("start", tmp_path / "start" / "best.pt"), ("three", tmp_path / "three" / "best.pt"),
                ("wide", tmp_path / "wide" / "best.pt")]}
     assert models["three"].dims.layers == 3 and models["three"].dims.residual_layers == 1
-    assert models["wide"].dims.hidden == 64
+    assert models["wide"].dims.hidden == 64 and models["wide"].dims.dropout == 0.3  # dropout: the new model's own
     features = UtteranceDataset(load_manifests([corpus / "train"]), 3).features(0)[None]
     with torch.inference_mode():
         outputs = {name: model(features, torch.tensor([features.shape[1]]))[0] for name, model in models.items()}

@@ -58,6 +58,8 @@ class TrainConfig:
     join_utterances: int = option(1, "join 1 to N utterances of one speaker into each training example, as a long "
                                   "recording is heard (1: each alone)", metavar="N")
     spec_augment: bool = option(True, "SpecAugment (frequency and time masks)")
+    freq_warp: float = option(0.0, "vocal tract length perturbation: scale each example's frequencies by a factor "
+                              "from 1 +- this (0: off)")
     trim_onsets: float = option(0.0, "probability of cutting an example's leading silence to 0-100 ms, so that the "
                                 "model also hears recordings that start on the first word (trimmed prompts)")
     # bookkeeping

@@ -8,12 +8,13 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
 from asr.audio import load_audio
 from asr.decoding import SPACE
-from asr.features import FRAME_RATE, log_mel, num_frames
+from asr.features import FRAME_RATE, N_MELS, SAMPLE_RATE, log_mel, num_frames
 from asr.tokenizer import Tokenizer
 from training.librispeech import Utterance
 
@@ -170,6 +171,38 @@ def trim_onsets(features: torch.Tensor, lengths: torch.Tensor, labels: torch.Ten
         features[b, length - start :] = 0.0
         lengths[b] = length - start
     return lengths
+
+
+def mel_centres(n_mels: int = N_MELS) -> torch.Tensor:
+    """The centre frequency in Hz of each bin of the features' mel filterbank, (n_mels,)."""
+    import librosa
+
+    return torch.from_numpy(librosa.mel_frequencies(n_mels + 2, fmax=SAMPLE_RATE / 2)[1:-1]).float()
+
+
+def warp_frequencies(features: torch.Tensor, generator: torch.Generator, max_warp: float,
+                     boundary: float = 0.8) -> torch.Tensor:
+    """Vocal tract length perturbation (Jaitly and Hinton 2013) on log-mel features: each item's frequencies scaled
+    by its own factor from 1 +- max_warp, as a speaker with a shorter or longer vocal tract would sound.
+    features: (batch, frames, n_mels) -> a new tensor of that shape.
+
+    The warp is piecewise linear in Hz: f -> alpha * f up to `boundary` of the band, then a line to the band's top,
+    so the band's ends stay where they are; each output bin takes the log-mel value of its source frequency,
+    interpolated between the two nearest bins."""
+    batch, _, n_mels = features.shape
+    centres = mel_centres(n_mels)
+    top = SAMPLE_RATE / 2
+    alphas = 1 + (torch.rand(batch, generator=generator) * 2 - 1) * max_warp
+    warped = torch.empty_like(features)
+    for b, alpha in enumerate(alphas.tolist()):
+        knee = boundary * top * min(alpha, 1.0)  # output frequency where the line to the top begins
+        source = torch.where(centres <= knee, centres / alpha,
+                             knee / alpha + (centres - knee) * (top - knee / alpha) / (top - knee))
+        position = torch.from_numpy(np.interp(source.numpy(), centres.numpy(), np.arange(n_mels))).float()
+        low = position.floor().long().clamp(max=n_mels - 2)
+        weight = position - low
+        warped[b] = features[b, :, low] * (1 - weight) + features[b, :, low + 1] * weight
+    return warped
 
 
 def spec_augment(features: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator,

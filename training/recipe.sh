@@ -301,6 +301,10 @@ if stage soup-wide; then soup stream-wide-soup wide wide2 wide3; fi
 # ahead: `stream`'s phase 17 reading 30 ms (3 frames, seed 27) and 60 ms (6 frames, seed 28) past each step, peak
 # rate 5e-4 (the frames added start at zero weights: asr.model.look_ahead) -> RUNS/stream-ahead3, RUNS/stream-ahead6
 if stage ahead; then wide_pair -wide-soup ahead3 27 "--lr 5e-4 --lookahead 3" ahead6 28 "--lr 5e-4 --lookahead 6"; fi
+# regular (not in the default STAGES): `stream`'s phase 17 with more regularisation against fitting its training
+# speakers: dropout 0.3 between layers (seed 29), or vocal tract length perturbation of +-10% (seed 30), peak rate
+# 5e-4 -> RUNS/stream-dropout, RUNS/stream-vtlp
+if stage regular; then wide_pair -wide-soup dropout 29 "--lr 5e-4 --dropout 0.3" vtlp 30 "--lr 5e-4 --freq-warp 0.1"; fi
 # phases NAME SUFFIX...: the run directory RUNS/NAME$SUFFIX of each SUFFIX; *_PHASES: the runs each shipped model's
 # phases descend through, in order (drawn in the training curves; "" is the first phase, RUNS/NAME)
 phases() {

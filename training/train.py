@@ -29,7 +29,8 @@ from asr.checkpoint import (
 )
 from asr.model import AcousticModel, grow, look_ahead, widen
 from training.config import TrainConfig, config_from_args, train_parser
-from training.data import Batch, UtteranceDataset, bucket_batches, spec_augment, trim_onsets
+from training.data import (Batch, UtteranceDataset, bucket_batches, spec_augment, trim_onsets,
+                           warp_frequencies)
 from training.distill import Teacher, distillation_loss
 from training.evaluate import evaluate_dataset
 from training.librispeech import load_manifests
@@ -115,6 +116,8 @@ class Trainer:
         if not 0.0 <= config.trim_onsets <= 1.0 or (config.trim_onsets and config.teacher):
             raise SystemExit(f"--trim-onsets {config.trim_onsets}: give a probability from 0 to 1, and 0 with --teacher "
                              "(the teacher's outputs are frame-aligned with the untrimmed audio)")
+        if not 0.0 <= config.freq_warp < 0.5:
+            raise SystemExit(f"--freq-warp {config.freq_warp}: give a fraction from 0 (off) to below 0.5")
         self.train_set = UtteranceDataset(load_manifests(config.train), config.model.stack,
                                           config.max_utterance_seconds, cache=config.cache_features,
                                           join=config.join_utterances, seed=config.seed)
@@ -174,10 +177,10 @@ class Trainer:
                 init = grow(init, model.dims.layers)
             if model.dims.lookahead > init.dims.lookahead:  # further ahead: zero weights on the frames added
                 init = look_ahead(init, model.dims.lookahead)
-            # The weights carry over; how features are normalised is the new model's own choice.
-            same_normalization = replace(init.dims, normalization=model.dims.normalization,
-                                         norm_prior_frames=model.dims.norm_prior_frames)
-            if same_normalization != model.dims:
+            # The weights carry over; how features are normalised and the dropout are the new model's own choice.
+            same_weights = replace(init.dims, normalization=model.dims.normalization,
+                                   norm_prior_frames=model.dims.norm_prior_frames, dropout=model.dims.dropout)
+            if same_weights != model.dims:
                 raise SystemExit(f"--init {self.config.init}: its model dims {init.dims} differ from {model.dims}")
             model.load_state_dict(init.state_dict())
         mean, std = feature_statistics(self.train_set)
@@ -211,6 +214,8 @@ class Trainer:
         if self.config.trim_onsets:
             lengths = trim_onsets(features, lengths, batch.labels, batch.label_lengths, self.model.dims.stack,
                                   self.augment_rng, self.config.trim_onsets)
+        if self.config.freq_warp:
+            features = warp_frequencies(features, self.augment_rng, self.config.freq_warp)
         if self.config.spec_augment:
             features = spec_augment(features, lengths, self.augment_rng)
         self.lr = get_lr(self.progress["step"], self.config)
