@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 from pathlib import Path
 
 
@@ -50,6 +51,9 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="run directories holding metrics.csv")
     parser.add_argument("--out", type=Path, default=Path("docs/training_curves.png"))
     args = parser.parse_args()
+    missing = [str(run) for run in args.runs if not (run / "metrics.csv").is_file()]
+    if missing:
+        sys.exit(f"no metrics.csv in {', '.join(missing)}: give the run directories `asr train --out` wrote")
     plot_runs(args.runs, args.out)
     print(args.out)
 
