@@ -109,16 +109,18 @@ def average_checkpoints(paths: list[str | os.PathLike]) -> dict:
     if not paths:
         raise CheckpointError("no checkpoints to average")
     checkpoints = [load_checkpoint(path) for path in paths]
-    first, dims = checkpoints[0], checkpoints[0]["dims"]
-    for path, checkpoint in zip(paths[1:], checkpoints[1:]):
-        differ = [f"{k} {v} vs {dims.get(k)}" for k, v in checkpoint["dims"].items() if v != dims.get(k)]
+    first = checkpoints[0]
+    # Dims as the model reads them (fields an older checkpoint lacks take their defaults); dropout acts in training only.
+    dims = [ModelDims(**c["dims"]).to_dict() | {"dropout": first["dims"]["dropout"]} for c in checkpoints]
+    for path, other in zip(paths[1:], dims[1:]):
+        differ = [f"{k} {v} vs {dims[0][k]}" for k, v in other.items() if v != dims[0][k]]
         if differ:
             raise CheckpointError(f"{path}: not the model shape of {paths[0]} ({', '.join(differ)})")
     model = {name: torch.stack([c["model"][name] for c in checkpoints]).mean(0) if tensor.is_floating_point()
              else tensor for name, tensor in first["model"].items()}
     sources = [{"checkpoint": str(path), "progress": c["training"].get("progress"),
                 "train_hours": c["training"].get("train_hours")} for path, c in zip(paths, checkpoints)]
-    return {**{k: first[k] for k in HEADER}, "model": model, "training": {"averaged": sources}}
+    return {**{k: first[k] for k in HEADER}, "dims": dims[0], "model": model, "training": {"averaged": sources}}
 
 
 def export_model(src: str | os.PathLike, dst: str | os.PathLike) -> None:

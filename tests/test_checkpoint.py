@@ -1,3 +1,4 @@
+from dataclasses import replace
 
 import pytest
 import torch
@@ -74,3 +75,14 @@ def test_average_refuses_other_shapes(tmp_path):
         average_checkpoints([tmp_path / "a.pt", tmp_path / "b.pt"])
     with pytest.raises(CheckpointError, match="no checkpoints"):
         average_checkpoints([])
+
+
+def test_average_takes_an_older_checkpoint_and_another_dropout(tmp_path):
+    dims = ModelDims(hidden=32, layers=2)
+    old = checkpoint_dict(AcousticModel(dims))
+    del old["dims"]["lookahead"]  # written before the field existed: it reads as the default
+    save_checkpoint(old, tmp_path / "old.pt")
+    save_checkpoint(checkpoint_dict(AcousticModel(replace(dims, dropout=0.3))), tmp_path / "new.pt")
+    for paths in (["old.pt", "new.pt"], ["new.pt", "old.pt"]):
+        averaged = average_checkpoints([tmp_path / p for p in paths])
+        assert ModelDims(**averaged["dims"]) == replace(dims, dropout=load_checkpoint(tmp_path / paths[0])["dims"]["dropout"])
