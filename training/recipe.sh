@@ -305,6 +305,12 @@ if stage ahead; then wide_pair -wide-soup ahead3 27 "--lr 5e-4 --lookahead 3" ah
 # speakers: dropout 0.3 between layers (seed 29), or vocal tract length perturbation of +-10% (seed 30), peak rate
 # 5e-4 -> RUNS/stream-dropout, RUNS/stream-vtlp
 if stage regular; then wide_pair -wide-soup dropout 29 "--lr 5e-4 --dropout 0.3" vtlp 30 "--lr 5e-4 --freq-warp 0.1"; fi
+# vtlp-offline (not in the default STAGES): soup2's schedule from `offline`'s phase 19 with vocal tract length
+# perturbation of +-10% (seed 31) -> RUNS/offline-vtlp
+if stage vtlp-offline; then
+    real_augmented 4
+    (TRAIN_SETS+=("${AUG4_SETS[@]}"); mixed_one offline -soup vtlp 31 "--lr 5e-4 $GROWN $ONSET --freq-warp 0.1")
+fi
 # phases NAME SUFFIX...: the run directory RUNS/NAME$SUFFIX of each SUFFIX; *_PHASES: the runs each shipped model's
 # phases descend through, in order (drawn in the training curves; "" is the first phase, RUNS/NAME)
 phases() {
