@@ -33,6 +33,13 @@ def mel_filters() -> torch.Tensor:
     return torch.from_numpy(librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS)).float()
 
 
+def mel_centres() -> torch.Tensor:
+    """(n_mels,) centre frequency in Hz of each filter of `mel_filters`."""
+    import librosa
+
+    return torch.from_numpy(librosa.mel_frequencies(N_MELS + 2, fmax=SAMPLE_RATE / 2)[1:-1]).float()
+
+
 @lru_cache(maxsize=None)
 def _window() -> torch.Tensor:
     return torch.hann_window(N_FFT, periodic=True)

@@ -90,8 +90,8 @@ def test_vocal_tract_length_perturbation_moves_a_tone_by_each_items_factor_and_k
     import numpy as np
     import torch
 
-    from asr.features import log_mel
-    from training.data import mel_centres, warp_frequencies
+    from asr.features import log_mel, mel_centres, mel_filters
+    from training.data import warp_frequencies
 
     t = np.arange(16000) / 16000
     tones = torch.stack([log_mel((0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32)) for hz in (1000, 7600)])
@@ -100,6 +100,8 @@ def test_vocal_tract_length_perturbation_moves_a_tone_by_each_items_factor_and_k
     warped = warp_frequencies(features, torch.Generator().manual_seed(3), 0.1)
     assert warped.shape == features.shape and len(set(alphas.tolist())) == 8
     centres = mel_centres()
+    hz_per_bin = 16000 / (mel_filters().shape[1] - 1) / 2
+    assert ((mel_filters().argmax(dim=1) * hz_per_bin - centres).abs() <= hz_per_bin / 2).all(), "the filters' peaks"
     peaks = centres[warped[:, 50].argmax(dim=-1)]
     for b in range(6):  # the tone's bin moves to alpha * 1 kHz, to within the bins' spacing there (about 60 Hz)
         assert abs(float(peaks[b]) - 1000 * float(alphas[b])) < 70

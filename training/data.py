@@ -14,7 +14,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 from asr.audio import load_audio
 from asr.decoding import SPACE
-from asr.features import FRAME_RATE, N_MELS, SAMPLE_RATE, log_mel, num_frames
+from asr.features import FRAME_RATE, SAMPLE_RATE, log_mel, mel_centres, num_frames
 from asr.tokenizer import Tokenizer
 from training.librispeech import Utterance
 
@@ -173,13 +173,6 @@ def trim_onsets(features: torch.Tensor, lengths: torch.Tensor, labels: torch.Ten
     return lengths
 
 
-def mel_centres(n_mels: int = N_MELS) -> torch.Tensor:
-    """The centre frequency in Hz of each bin of the features' mel filterbank, (n_mels,)."""
-    import librosa
-
-    return torch.from_numpy(librosa.mel_frequencies(n_mels + 2, fmax=SAMPLE_RATE / 2)[1:-1]).float()
-
-
 def warp_frequencies(features: torch.Tensor, generator: torch.Generator, max_warp: float,
                      boundary: float = 0.8) -> torch.Tensor:
     """Vocal tract length perturbation (Jaitly and Hinton 2013) on log-mel features: each item's frequencies scaled
@@ -190,7 +183,7 @@ def warp_frequencies(features: torch.Tensor, generator: torch.Generator, max_war
     so the band's ends stay where they are; each output bin takes the log-mel value of its source frequency,
     interpolated between the two nearest bins."""
     batch, _, n_mels = features.shape
-    centres = mel_centres(n_mels)
+    centres = mel_centres()
     top = SAMPLE_RATE / 2
     alphas = 1 + (torch.rand(batch, generator=generator) * 2 - 1) * max_warp
     warped = torch.empty_like(features)
