@@ -33,8 +33,10 @@ def mel_filters() -> torch.Tensor:
     return torch.from_numpy(librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS)).float()
 
 
+@lru_cache(maxsize=None)
 def mel_centres() -> torch.Tensor:
-    """(n_mels,) centre frequency in Hz of each filter of `mel_filters`."""
+    """(n_mels,) centre frequency in Hz of each filter of `mel_filters`, computed once (read every training step
+    with --freq-warp)."""
     import librosa
 
     return torch.from_numpy(librosa.mel_frequencies(N_MELS + 2, fmax=SAMPLE_RATE / 2)[1:-1]).float()
