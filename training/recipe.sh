@@ -30,6 +30,7 @@
 #      grow5     phase 15 of `offline` alone: from RUNS/offline-grow4/best.pt -> RUNS/offline-grow5 (the shipped one)
 #      grow6     phase 16 of `offline` (not in the default STAGES): from RUNS/offline-grow5 -> RUNS/offline-grow6
 #      wide      phase 15 of `stream`: RUNS/stream-grow widened to 384 units per direction -> RUNS/stream-wide
+#                (beside grow5, one core each)
 #      distill   phase 16 of `stream` (not in the default STAGES): RUNS/stream-grow, taught by RUNS/offline-grow5
 #                as well -> RUNS/stream-distill
 #      aug2      phase 17 of `offline` alone: a second augmented copy of the real training speech added, from
@@ -55,6 +56,11 @@
 #                -> RUNS/stream-wide-soup (the shipped one)
 #      ahead     (not in the default STAGES): `stream`'s phase 17 reading 30 or 60 ms past each step, two schedules
 #                at once -> RUNS/stream-ahead3, RUNS/stream-ahead6
+#      regular   (not in the default STAGES): `stream`'s phase 17 with dropout 0.3 or with vocal tract length
+#                perturbation -> RUNS/stream-dropout, RUNS/stream-vtlp; vtlp-offline the same for `offline`'s phase 19
+#                -> RUNS/offline-vtlp
+#      synth-weight  (not in the default STAGES): `stream`'s phase 17 hearing the synthetic training sets twice or
+#                three times as often -> RUNS/stream-synth2, RUNS/stream-synth3
 #   6. export    the shipped phases (STREAM_SHIPPED, OFFLINE_SHIPPED): RUNS/NAME$SHIPPED/best.pt -> asr/models/NAME.pt
 #   7. evaluate  every dev-suite part and the synthetic test, pocketsphinx on the same files; curves
 # STAGES="train" bash training/recipe.sh runs only the named stages.
@@ -198,13 +204,15 @@ if stage grow2; then mixed -grow grow2 13 "--steps 2800 --lr 1e-3 $GROWN" "$GROW
 if stage grow3; then mixed -grow,-grow2 grow3 14 "--steps 2800 --lr 1e-3 --layers 5 --residual-layers 2" "$GROWN"; fi
 # grow4 (phase 14): `stream`'s phase 11 again at half the peak rate, `offline`'s phase 13
 if stage grow4; then mixed -grow,-grow3 grow4 15 "--steps 2000 --lr 5e-4 $GROWN" "$GROWN"; fi
-# grow5 (phase 15 of `offline`): its phase 14 (`stream`'s phase 14 was not better than its phase 11)
-if stage grow5; then mixed_one offline -grow4 grow5 16 "$GROWN"; fi
-# grow6 (phase 16 of `offline`, not in the default STAGES): its phase 15
-if stage grow6; then mixed_one offline -grow5 grow6 17 "$GROWN"; fi
 # wide (phase 15 of `stream`): its phase 11 widened from 320 to 384 units per direction
 # (asr.model.widen: the wider model starts as phase 11)
-if stage wide; then mixed_one stream -grow wide 17 "--steps 2000 --lr 1e-3 $GROWN --hidden 384"; fi
+# grow5 (phase 15 of `offline`): its phase 14 (`stream`'s phase 14 was not better than its phase 11)
+# The two do not depend on each other: they train side by side, one core each, when both are in STAGES
+if stage wide; then mixed_start stream -grow wide 17 "--steps 2000 --lr 1e-3 $GROWN --hidden 384"; fi
+if stage grow5; then mixed_start offline -grow4 grow5 16 "$GROWN"; fi
+wait_trainings
+# grow6 (phase 16 of `offline`, not in the default STAGES): its phase 15
+if stage grow6; then mixed_one offline -grow5 grow6 17 "$GROWN"; fi
 # distill (phase 16 of `stream`, not in the default STAGES): its phase 11 taught by `offline`'s phase 15 as well
 if stage distill; then
     mixed_one stream -grow distill 18 "--steps 2000 --lr 1e-3 $GROWN --teacher $RUNS/offline-grow5/best.pt"
@@ -310,6 +318,18 @@ if stage regular; then wide_pair -wide-soup dropout 29 "--lr 5e-4 --dropout 0.3"
 if stage vtlp-offline; then
     real_augmented 4
     (TRAIN_SETS+=("${AUG4_SETS[@]}"); mixed_one offline -soup vtlp 31 "--lr 5e-4 $GROWN $ONSET --freq-warp 0.1")
+fi
+# synth-weight (not in the default STAGES): `stream`'s phase 17 hearing the synthetic training sets twice (seed 32)
+# and three times (seed 33) as often, wide2's settings at peak rate 5e-4, against the synthetic test's 64% of the
+# synthetic-only model it replaced -> RUNS/stream-synth2, RUNS/stream-synth3
+if stage synth-weight; then
+    real_augmented 4
+    SYNTH_SETS=("$DATA/corpus/train" "$DATA/corpus-voices/train")
+    (TRAIN_SETS+=("${AUG4_SETS[@]}" "${SYNTH_SETS[@]}")
+     mixed_start stream -wide-soup synth2 32 "--steps 2000 $GROWN --hidden 384 $ONSET --lr 5e-4"
+     TRAIN_SETS+=("${SYNTH_SETS[@]}")
+     mixed_start stream -wide-soup synth3 33 "--steps 2000 $GROWN --hidden 384 $ONSET --lr 5e-4"
+     wait_trainings)
 fi
 # phases NAME SUFFIX...: the run directory RUNS/NAME$SUFFIX of each SUFFIX; *_PHASES: the runs each shipped model's
 # phases descend through, in order (drawn in the training curves; "" is the first phase, RUNS/NAME)
