@@ -50,8 +50,9 @@
 #                the same of five `stream` runs -> RUNS/stream-soup
 #      soup2     (not in the default STAGES): one more schedule from each soup -> RUNS/NAME-soup2; soup3 the same
 #                with another seed -> RUNS/NAME-soup3
-#      wide2     two schedules of `stream` at once from its phase 15, the training sets and leading-silence cut
-#                of aug4, at half and at the full peak rate -> RUNS/stream-wide2, RUNS/stream-wide3
+#      wide2     one more schedule of `stream` from its phase 15, the training sets and leading-silence cut of
+#                aug4, at half the peak rate (beside aug2) -> RUNS/stream-wide2; wide3 the same at the full peak
+#                rate (beside aug3) -> RUNS/stream-wide3
 #      soup-wide phase 17 of `stream`: the mean of the weights of RUNS/stream-{wide,wide2,wide3}/best.pt
 #                -> RUNS/stream-wide-soup (the shipped one)
 #      ahead     (not in the default STAGES): `stream`'s phase 17 reading 30 or 60 ms past each step, two schedules
@@ -71,7 +72,7 @@ DATA=${DATA:-data}
 RUNS=${RUNS:-runs}
 MINUTES=${MINUTES:-600}
 STAGES=${STAGES:-"real synth voices train finetune finetune2 finetune3 finetune4 finetune5 finetune6 join mix mix2 \
-                  grow grow2 grow3 grow4 grow5 aug2 aug3 onset-offline aug4 soup-offline wide wide2 soup-wide \
+                  grow grow2 grow3 grow4 grow5 wide aug2 wide2 aug3 wide3 onset-offline aug4 soup-offline soup-wide \
                   export evaluate"}
 STREAM_DIMS="--hidden 320 --layers 3 --stack 3"
 OFFLINE_DIMS="--hidden 256 --layers 3 --stack 3 --bidirectional"
@@ -175,22 +176,23 @@ if stage join; then
             "--steps 1800 --warmup 100 --eval-every 360 --lr 1e-3 --seed 9 --join-utterances 3"
     )
 fi
-# mixed FROM TO SEED STREAM_FLAGS OFFLINE_FLAGS: one more schedule from each model's RUNS/NAME$FROM (FROM may be
-# STREAM_FROM,OFFLINE_FROM), joined examples as in join, on the real speech and both synthetic training sets
-# -> RUNS/NAME-TO
+# mixed FROM TO SEED STREAM_FLAGS OFFLINE_FLAGS [TRAIN_DIR...]: one more schedule from each model's RUNS/NAME$FROM
+# (FROM may be STREAM_FROM,OFFLINE_FROM), joined examples as in join, on the real speech and both synthetic training
+# sets, and each TRAIN_DIR -> RUNS/NAME-TO
 MIXED_STREAM="--warmup 100 --eval-every 400 --join-utterances 3"
 MIXED_OFFLINE="--steps 1600 --warmup 100 --eval-every 320 --lr 1e-3 --join-utterances 3"
 mixed() {
-    finetune "$1" "-$2" "$MIXED_STREAM --seed $3 $4" "$MIXED_OFFLINE --seed $3 $5" "$DATA/corpus-voices/train"
+    finetune "$1" "-$2" "$MIXED_STREAM --seed $3 $4" "$MIXED_OFFLINE --seed $3 $5" "${@:6}" "$DATA/corpus-voices/train"
 }
-# mixed_one NAME FROM TO SEED FLAGS: the same for model NAME alone, from RUNS/NAME$FROM/best.pt
+# mixed_one NAME FROM TO SEED FLAGS [TRAIN_DIR...]: the same for model NAME alone, from RUNS/NAME$FROM/best.pt
 mixed_one() { mixed_start "$@"; wait_trainings; }
-# mixed_start NAME FROM TO SEED FLAGS: mixed_one's training started and not waited for (two at once)
+# mixed_start NAME FROM TO SEED FLAGS [TRAIN_DIR...]: mixed_one's training started and not waited for, so that two
+# runs that do not need each other's checkpoints train side by side (the next wait_trainings waits for both)
 mixed_start() {
     local settings=$MIXED_STREAM
     [ "$1" = offline ] && settings=$MIXED_OFFLINE
     need_inits "$RUNS/$1$2/best.pt"
-    train_one "$1" "-$3" "$settings --seed $4 $5 --init $RUNS/$1$2/best.pt" "$DATA/corpus-voices/train"
+    train_one "$1" "-$3" "$settings --seed $4 $5 --init $RUNS/$1$2/best.pt" "${@:6}" "$DATA/corpus-voices/train"
 }
 GROWN="--layers 4 --residual-layers 1"   # four LSTM layers, the fourth residual (asr.model.grow)
 # mix, mix2 (phases 9 and 10): phase 8 heard no synthetic speech and lost the synthetic voices
@@ -223,12 +225,21 @@ real_augmented() {
     [ -f "$DATA/real/train-aug$1/recordings.tsv" ] ||
         python -m training.real_speech --real "$REAL" --out "$DATA/real" --asterisk --augment-copies "$1"
 }
+# AUG3_SETS, AUG4_SETS: the second and third, and the second to fourth augmented copies of the real training speech;
+# ONSET: half the examples' leading silence cut to 0-100 ms, so that the models also hear recordings that start on
+# the first word as the Asterisk prompts do
+AUG3_SETS=("$DATA/real/train-aug2" "$DATA/real/train-aug3")
+AUG4_SETS=("${AUG3_SETS[@]}" "$DATA/real/train-aug4")
+ONSET="--trim-onsets 0.5"
+# WIDE: the settings of `stream`'s 384-unit schedules from its phase 15 (wide2, wide3, ahead, regular, synth-weight),
+# on the training sets of aug4
+WIDE="--steps 2000 $GROWN --hidden 384 $ONSET"
 # aug2 (phase 17 of `offline`): a second augmented copy of the real training speech beside the first, one more
 # schedule from its phase 15 -> RUNS/offline-aug2
-if stage aug2; then
-    real_augmented 2
-    (TRAIN_SETS+=("$DATA/real/train-aug2"); mixed_one offline -grow5 aug2 19 "$GROWN")
-fi
+# wide2: beside it, one more schedule of the 384-unit `stream` of the wide stage at peak rate 5e-4 -> RUNS/stream-wide2
+if stage aug2; then real_augmented 2; mixed_start offline -grow5 aug2 19 "$GROWN" "$DATA/real/train-aug2"; fi
+if stage wide2; then real_augmented 4; mixed_start stream -wide wide2 25 "$WIDE --lr 5e-4" "${AUG4_SETS[@]}"; fi
+wait_trainings
 # kokoro (not in the default STAGES): the 1.5 h of Japanese-accented Kokoro voices (DATA/corpus-kokoro) and the
 # second augmented copy added to the training sets (KOKORO_SETS), one more schedule from each shipped phase
 # -> RUNS/NAME-kokoro; kokoro2 (not in the default STAGES): `stream` from its kokoro run at half the peak rate, the
@@ -237,38 +248,30 @@ KOKORO_SETS=("$DATA/real/train-aug2" "$DATA/corpus-kokoro/train")
 kokoro_sets() { real_augmented 2; kokoro_voices; }   # writes what KOKORO_SETS reads, where missing
 if stage kokoro; then
     kokoro_sets
-    (TRAIN_SETS+=("${KOKORO_SETS[@]}"); mixed -grow,-aug2 kokoro 20 "--steps 2000 --lr 1e-3 $GROWN" "$GROWN")
+    mixed -grow,-aug2 kokoro 20 "--steps 2000 --lr 1e-3 $GROWN" "$GROWN" "${KOKORO_SETS[@]}"
 fi
 if stage kokoro2; then
     kokoro_sets
-    (TRAIN_SETS+=("${KOKORO_SETS[@]}"); mixed_one stream -kokoro kokoro2 21 "--steps 2000 --lr 5e-4 $GROWN")
+    mixed_one stream -kokoro kokoro2 21 "--steps 2000 --lr 5e-4 $GROWN" "${KOKORO_SETS[@]}"
 fi
 # aug3: `offline` from its phase 17 with a third augmented copy of the real training speech beside the other two
 # (AUG3_SETS) -> RUNS/offline-aug3
-AUG3_SETS=("$DATA/real/train-aug2" "$DATA/real/train-aug3")
-if stage aug3; then
-    real_augmented 3
-    (TRAIN_SETS+=("${AUG3_SETS[@]}"); mixed_one offline -aug2 aug3 21 "$GROWN")
-fi
+# wide3: beside it, the wide2 schedule at peak rate 1e-3 (seed 26) -> RUNS/stream-wide3
+if stage aug3; then real_augmented 3; mixed_start offline -aug2 aug3 21 "$GROWN" "${AUG3_SETS[@]}"; fi
+if stage wide3; then real_augmented 4; mixed_start stream -wide wide3 26 "$WIDE --lr 1e-3" "${AUG4_SETS[@]}"; fi
+wait_trainings
 # onset-offline (phase 18 of `offline`), onset-stream (not in the default STAGES): aug3 and kokoro2 again with half
-# the examples' leading silence cut to 0-100 ms (--trim-onsets 0.5), so that the models also hear recordings that
-# start on the first word as the Asterisk prompts do -> RUNS/offline-onset, RUNS/stream-onset
-ONSET="--trim-onsets 0.5"
+# the examples' leading silence cut (ONSET) -> RUNS/offline-onset, RUNS/stream-onset
 if stage onset-stream; then
     kokoro_sets
-    (TRAIN_SETS+=("${KOKORO_SETS[@]}"); mixed_one stream -kokoro onset 21 "--steps 2000 --lr 5e-4 $GROWN $ONSET")
+    mixed_one stream -kokoro onset 21 "--steps 2000 --lr 5e-4 $GROWN $ONSET" "${KOKORO_SETS[@]}"
 fi
-if stage onset-offline; then
-    real_augmented 3
-    (TRAIN_SETS+=("${AUG3_SETS[@]}"); mixed_one offline -aug2 onset 21 "$GROWN $ONSET")
-fi
-# aug4: a fourth augmented copy of the real training speech as well, leading silence cut as in phase 18; `offline`
-# from its phase 18, `stream` from its phase 11 at half the peak rate -> RUNS/NAME-aug4
-AUG4_SETS=("${AUG3_SETS[@]}" "$DATA/real/train-aug4")   # what aug4, soup2 and soup3 add to TRAIN_SETS
+if stage onset-offline; then real_augmented 3; mixed_one offline -aug2 onset 21 "$GROWN $ONSET" "${AUG3_SETS[@]}"; fi
+# aug4: a fourth augmented copy of the real training speech as well (AUG4_SETS), leading silence cut as in phase 18;
+# `offline` from its phase 18, `stream` from its phase 11 at half the peak rate -> RUNS/NAME-aug4
 if stage aug4; then
     real_augmented 4
-    (TRAIN_SETS+=("${AUG4_SETS[@]}")
-     mixed -grow,-onset aug4 22 "--steps 2000 --lr 5e-4 $GROWN $ONSET" "$GROWN $ONSET")
+    mixed -grow,-onset aug4 22 "--steps 2000 --lr 5e-4 $GROWN $ONSET" "$GROWN $ONSET" "${AUG4_SETS[@]}"
 fi
 # soup OUT RUN...: the mean of the weights of RUNS/NAME-RUN/best.pt of each RUN (NAME: OUT's model, before its first
 # "-"), schedules that all descend from one phase (`asr average`) -> RUNS/OUT/best.pt
@@ -287,49 +290,43 @@ if stage soup-stream; then soup stream-soup grow grow4 kokoro2 onset aug4; fi
 for n in 2 3; do
     if stage "soup$n"; then
         real_augmented 4
-        (TRAIN_SETS+=("${AUG4_SETS[@]}")
-         mixed -soup "soup$n" $((21 + n)) "--steps 2000 --lr 5e-4 $GROWN $ONSET" "--lr 5e-4 $GROWN $ONSET")
+        mixed -soup "soup$n" $((21 + n)) "--steps 2000 --lr 5e-4 $GROWN $ONSET" "--lr 5e-4 $GROWN $ONSET" \
+            "${AUG4_SETS[@]}"
     fi
 done
-# wide_pair FROM TO SEED FLAGS TO2 SEED2 FLAGS2: two schedules of the 384-unit `stream` at once from
-# RUNS/stream$FROM/best.pt, 2000 steps each with the training sets and leading-silence cut of aug4, one with FLAGS
-# -> RUNS/stream-TO, one with FLAGS2 -> RUNS/stream-TO2
-wide_pair() {
-    real_augmented 4
-    (TRAIN_SETS+=("${AUG4_SETS[@]}")
-     mixed_start stream "$1" "$2" "$3" "--steps 2000 $GROWN --hidden 384 $ONSET $4"
-     mixed_start stream "$1" "$5" "$6" "--steps 2000 $GROWN --hidden 384 $ONSET $7"
-     wait_trainings)
-}
-# wide2: two more schedules of the 384-unit `stream` of the wide stage, peak rate 5e-4 (seed 25) and 1e-3 (seed 26)
-# -> RUNS/stream-wide2, RUNS/stream-wide3
-if stage wide2; then wide_pair -wide wide2 25 "--lr 5e-4" wide3 26 "--lr 1e-3"; fi
 # soup-wide (phase 17 of `stream`): the mean of its phase 15 and the wide2 and wide3 runs -> RUNS/stream-wide-soup
 if stage soup-wide; then soup stream-wide-soup wide wide2 wide3; fi
-# ahead: `stream`'s phase 17 reading 30 ms (3 frames, seed 27) and 60 ms (6 frames, seed 28) past each step, peak
-# rate 5e-4 (the frames added start at zero weights: asr.model.look_ahead) -> RUNS/stream-ahead3, RUNS/stream-ahead6
-if stage ahead; then wide_pair -wide-soup ahead3 27 "--lr 5e-4 --lookahead 3" ahead6 28 "--lr 5e-4 --lookahead 6"; fi
+# wide_pair TO SEED FLAGS TO2 SEED2 FLAGS2 [TRAIN_DIR...]: two WIDE schedules of `stream` at once from its phase 17,
+# one with FLAGS -> RUNS/stream-TO, one with FLAGS2 -> RUNS/stream-TO2; each TRAIN_DIR added to both
+wide_pair() {
+    real_augmented 4
+    mixed_start stream -wide-soup "$1" "$2" "$WIDE $3" "${AUG4_SETS[@]}" "${@:7}"
+    mixed_start stream -wide-soup "$4" "$5" "$WIDE $6" "${AUG4_SETS[@]}" "${@:7}"
+    wait_trainings
+}
+# ahead (not in the default STAGES): `stream`'s phase 17 reading 30 ms (3 frames, seed 27) and 60 ms (6 frames, seed
+# 28) past each step, peak rate 5e-4 (the frames added start at zero weights: asr.model.look_ahead)
+# -> RUNS/stream-ahead3, RUNS/stream-ahead6
+if stage ahead; then wide_pair ahead3 27 "--lr 5e-4 --lookahead 3" ahead6 28 "--lr 5e-4 --lookahead 6"; fi
 # regular (not in the default STAGES): `stream`'s phase 17 with more regularisation against fitting its training
 # speakers: dropout 0.3 between layers (seed 29), or vocal tract length perturbation of +-10% (seed 30), peak rate
 # 5e-4 -> RUNS/stream-dropout, RUNS/stream-vtlp
-if stage regular; then wide_pair -wide-soup dropout 29 "--lr 5e-4 --dropout 0.3" vtlp 30 "--lr 5e-4 --freq-warp 0.1"; fi
+if stage regular; then wide_pair dropout 29 "--lr 5e-4 --dropout 0.3" vtlp 30 "--lr 5e-4 --freq-warp 0.1"; fi
 # vtlp-offline (not in the default STAGES): soup2's schedule from `offline`'s phase 19 with vocal tract length
 # perturbation of +-10% (seed 31) -> RUNS/offline-vtlp
 if stage vtlp-offline; then
     real_augmented 4
-    (TRAIN_SETS+=("${AUG4_SETS[@]}"); mixed_one offline -soup vtlp 31 "--lr 5e-4 $GROWN $ONSET --freq-warp 0.1")
+    mixed_one offline -soup vtlp 31 "--lr 5e-4 $GROWN $ONSET --freq-warp 0.1" "${AUG4_SETS[@]}"
 fi
 # synth-weight (not in the default STAGES): `stream`'s phase 17 hearing the synthetic training sets twice (seed 32)
-# and three times (seed 33) as often, wide2's settings at peak rate 5e-4, against the synthetic test's 64% of the
-# synthetic-only model it replaced -> RUNS/stream-synth2, RUNS/stream-synth3
+# and three times (seed 33) as often, peak rate 5e-4, against the synthetic test's 64% of the synthetic-only model it
+# replaced -> RUNS/stream-synth2, RUNS/stream-synth3
+SYNTH_SETS=("$DATA/corpus/train" "$DATA/corpus-voices/train")
 if stage synth-weight; then
     real_augmented 4
-    SYNTH_SETS=("$DATA/corpus/train" "$DATA/corpus-voices/train")
-    (TRAIN_SETS+=("${AUG4_SETS[@]}" "${SYNTH_SETS[@]}")
-     mixed_start stream -wide-soup synth2 32 "--steps 2000 $GROWN --hidden 384 $ONSET --lr 5e-4"
-     TRAIN_SETS+=("${SYNTH_SETS[@]}")
-     mixed_start stream -wide-soup synth3 33 "--steps 2000 $GROWN --hidden 384 $ONSET --lr 5e-4"
-     wait_trainings)
+    mixed_start stream -wide-soup synth2 32 "$WIDE --lr 5e-4" "${AUG4_SETS[@]}" "${SYNTH_SETS[@]}"
+    mixed_start stream -wide-soup synth3 33 "$WIDE --lr 5e-4" "${AUG4_SETS[@]}" "${SYNTH_SETS[@]}" "${SYNTH_SETS[@]}"
+    wait_trainings
 fi
 # phases NAME SUFFIX...: the run directory RUNS/NAME$SUFFIX of each SUFFIX; *_PHASES: the runs each shipped model's
 # phases descend through, in order (drawn in the training curves; "" is the first phase, RUNS/NAME)
