@@ -27,13 +27,13 @@
 #                layer, `offline` from RUNS/offline-grow2/best.pt -> RUNS/NAME-grow3
 #      grow4     phase 14: `stream` from RUNS/stream-grow/best.pt at half the peak rate, `offline` from
 #                RUNS/offline-grow3/best.pt -> RUNS/NAME-grow4
-#      grow5     phase 15 of `offline` alone: from RUNS/offline-grow4/best.pt -> RUNS/offline-grow5 (the shipped one)
+#      grow5     phase 15 of `offline` (beside wide): from RUNS/offline-grow4/best.pt -> RUNS/offline-grow5
 #      grow6     phase 16 of `offline` (not in the default STAGES): from RUNS/offline-grow5 -> RUNS/offline-grow6
 #      wide      phase 15 of `stream`: RUNS/stream-grow widened to 384 units per direction -> RUNS/stream-wide
 #                (beside grow5, one core each)
 #      distill   phase 16 of `stream` (not in the default STAGES): RUNS/stream-grow, taught by RUNS/offline-grow5
 #                as well -> RUNS/stream-distill
-#      aug2      phase 17 of `offline` alone: a second augmented copy of the real training speech added, from
+#      aug2      phase 17 of `offline` (beside wide2): a second augmented copy of the real training speech added, from
 #                RUNS/offline-grow5/best.pt -> RUNS/offline-aug2
 #      kokoro    (not in the default STAGES): 1.5 h of Japanese-accented synthetic English (Kokoro-82M's Japanese
 #                voices, `asr synth --engines kokoro`) and the second augmented copy added, one more schedule from
@@ -296,12 +296,12 @@ for n in 2 3; do
 done
 # soup-wide (phase 17 of `stream`): the mean of its phase 15 and the wide2 and wide3 runs -> RUNS/stream-wide-soup
 if stage soup-wide; then soup stream-wide-soup wide wide2 wide3; fi
-# wide_pair TO SEED FLAGS TO2 SEED2 FLAGS2 [TRAIN_DIR...]: two WIDE schedules of `stream` at once from its phase 17,
-# one with FLAGS -> RUNS/stream-TO, one with FLAGS2 -> RUNS/stream-TO2; each TRAIN_DIR added to both
+# wide_pair TO SEED FLAGS TO2 SEED2 FLAGS2: two WIDE schedules of `stream` at once from its phase 17, one with FLAGS
+# -> RUNS/stream-TO, one with FLAGS2 -> RUNS/stream-TO2
 wide_pair() {
     real_augmented 4
-    mixed_start stream -wide-soup "$1" "$2" "$WIDE $3" "${AUG4_SETS[@]}" "${@:7}"
-    mixed_start stream -wide-soup "$4" "$5" "$WIDE $6" "${AUG4_SETS[@]}" "${@:7}"
+    mixed_start stream -wide-soup "$1" "$2" "$WIDE $3" "${AUG4_SETS[@]}"
+    mixed_start stream -wide-soup "$4" "$5" "$WIDE $6" "${AUG4_SETS[@]}"
     wait_trainings
 }
 # ahead (not in the default STAGES): `stream`'s phase 17 reading 30 ms (3 frames, seed 27) and 60 ms (6 frames, seed
