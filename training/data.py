@@ -8,7 +8,6 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
@@ -182,20 +181,18 @@ def warp_frequencies(features: torch.Tensor, generator: torch.Generator, max_war
     The warp is piecewise linear in Hz: f -> alpha * f up to `boundary` of the band, then a line to the band's top,
     so the band's ends stay where they are; each output bin takes the log-mel value of its source frequency,
     interpolated between the two nearest bins."""
-    batch, _, n_mels = features.shape
+    batch, frames, n_mels = features.shape
     centres = mel_centres()
     top = SAMPLE_RATE / 2
-    alphas = 1 + (torch.rand(batch, generator=generator) * 2 - 1) * max_warp
-    warped = torch.empty_like(features)
-    for b, alpha in enumerate(alphas.tolist()):
-        knee = boundary * top * min(alpha, 1.0)  # output frequency where the line to the top begins
-        source = torch.where(centres <= knee, centres / alpha,
-                             knee / alpha + (centres - knee) * (top - knee / alpha) / (top - knee))
-        position = torch.from_numpy(np.interp(source.numpy(), centres.numpy(), np.arange(n_mels))).float()
-        low = position.floor().long().clamp(max=n_mels - 2)
-        weight = position - low
-        warped[b] = features[b, :, low] * (1 - weight) + features[b, :, low + 1] * weight
-    return warped
+    alphas = (1 + (torch.rand(batch, generator=generator) * 2 - 1) * max_warp)[:, None]   # (batch, 1)
+    knees = boundary * top * alphas.clamp(max=1.0)  # output frequency where the line to the top begins
+    source = torch.where(centres <= knees, centres / alphas,
+                         knees / alphas + (centres - knees) * (top - knees / alphas) / (top - knees))  # (batch, n_mels)
+    # each source frequency between its two nearest centres (the band's ends beyond them)
+    low = (torch.searchsorted(centres, source) - 1).clamp(0, n_mels - 2)
+    weight = ((source - centres[low]) / (centres[low + 1] - centres[low])).clamp(0, 1)[:, None]
+    low = low[:, None].expand(batch, frames, n_mels)
+    return features.gather(2, low) * (1 - weight) + features.gather(2, low + 1) * weight
 
 
 def spec_augment(features: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator,
