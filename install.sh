@@ -3,7 +3,8 @@
 #   system packages: espeak-ng + flite (speech for tests and `asr synth`), sox/ffmpeg (audio formats),
 #                    libportaudio2 (microphone client), chromium (browser test), fortunes + bible-kjv-text (texts)
 #                    + cmake, a C++ compiler and boost/zlib/bz2/lzma headers (to build KenLM)
-#   Python:          the CPU build of PyTorch, then this package with its test extras (editable).
+#   Python:          the CPU build of PyTorch, then this package with its test extras (editable), at the versions
+#                    in constraints.txt (tested together; ASR_CONSTRAINTS="" installs the newest instead).
 #   KenLM:           lmplz and build_binary (`asr lm build`), built once from the kenlm sdist into
 #                    $KENLM_PREFIX/bin (default /usr/local/bin; about a minute), skipped when lmplz is on PATH.
 # Set ASR_TORCH="torch" (or any pip spec) to choose another torch build, e.g. a CUDA one on a GPU machine.
@@ -27,7 +28,8 @@ PYTHON=${PYTHON:-python3}
 if ! $PYTHON -c "import torch" 2>/dev/null; then
     $PYTHON -m pip install -q "${ASR_TORCH:-torch==2.13.0}"
 fi
-$PYTHON -m pip install -q -e ".[test]"
+CONSTRAINTS=${ASR_CONSTRAINTS-constraints.txt}
+$PYTHON -m pip install -q -e ".[test]" ${CONSTRAINTS:+-c "$CONSTRAINTS"}
 
 if ! command -v lmplz >/dev/null || ! command -v build_binary >/dev/null; then
     KENLM_PREFIX=${KENLM_PREFIX:-/usr/local}
