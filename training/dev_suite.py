@@ -1,14 +1,16 @@
 """Word error rates on every part of a dev suite, for each model and for pocketsphinx on the same files.
 
     python -m training.dev_suite --suite data/real --models stream offline --pocketsphinx   # greedy and with the LM
+    python -m training.dev_suite --suite data/real --models stream offline --pocketsphinx --whisper tiny.en base
     python -m training.dev_suite --suite data/real --models stream --lm none                # greedy only
     python -m training.dev_suite --suite data/real --extra data/corpus/test --models runs/stream/best.pt --json out.json
 
 Parts are the LibriSpeech-format directories SUITE/dev/* and SUITE/test/* (see training.real_speech) plus any --extra
 directory. Every model transcribes every file the way `asr transcribe` does (training.evaluate.evaluate_files),
 once with greedy decoding and once with the beam search over the LM (its default settings unless given).
-pocketsphinx (`pip install pocketsphinx`: its wheel ships an en-us model) is the reference to beat; its transcripts
-are cached per audio file (they never change), so each file costs its time once.
+pocketsphinx (`pip install pocketsphinx`: its wheel ships an en-us model) is the reference to beat, Whisper
+(--whisper, training.teacher) the peer a user would pick instead; their transcripts are cached per peer and audio file
+(they never change), so each file costs their time once.
 """
 from __future__ import annotations
 
@@ -43,54 +45,81 @@ def suite_parts(suite: Path | None, extra: list[Path]) -> dict[str, Path]:
     return parts
 
 
-POCKETSPHINX_CACHE = CACHE_DIR.parent / "pocketsphinx" / "hypotheses.json"
+PEER_CACHE = CACHE_DIR.parent / "peers"
 
 
 def audio_key(path: str) -> str:
-    """A file's identity for the pocketsphinx cache: a hash of its bytes, so a copy, a link or the same corpus synced
+    """A file's identity for the peers' cache: a hash of its bytes, so a copy, a link or the same corpus synced
     again (new mtimes) keeps its entry, and a changed file gets a new one."""
     return hashlib.sha1(Path(path).read_bytes()).hexdigest()
 
 
-def pocketsphinx_transcripts(utterances: list[Utterance]) -> dict[str, str]:
-    """utterance id -> pocketsphinx's en-us hypothesis, upper-cased. Cached per audio file, so a part that shares
-    files with another (dev/so762-unseen with dev/so762) costs nothing more."""
+def pocketsphinx_recognizer():
+    """audio (samples,) float32 16 kHz -> pocketsphinx's en-us hypothesis, upper-cased."""
     try:
         from pocketsphinx import Decoder
     except ImportError:
         raise SystemExit("--pocketsphinx: pip install pocketsphinx") from None
-    cache = json.loads(POCKETSPHINX_CACHE.read_text()) if POCKETSPHINX_CACHE.exists() else {}
-    cached, decoder, hypotheses = len(cache), None, {}
+    decoder = Decoder(samprate=16000, loglevel="FATAL")
+
+    def recognize(audio):
+        decoder.start_utt()
+        decoder.process_raw((audio.clip(-1, 1) * 32767).astype("int16").tobytes(), full_utt=True)
+        decoder.end_utt()
+        return decoder.hyp().hypstr.upper() if decoder.hyp() else ""
+    return recognize
+
+
+def teacher_recognizer(name: str):
+    """audio -> a Whisper teacher's normalised transcript (training.teacher)."""
+    from training.teacher import Teacher, TeacherError
+    try:
+        teacher = Teacher.load(name)
+    except TeacherError as error:
+        raise SystemExit(f"--whisper {name}: {error}") from None
+    return lambda audio: teacher.transcribe(audio).text
+
+
+def peer_transcripts(peer: str, make_recognizer, utterances: list[Utterance]) -> dict[str, str]:
+    """utterance id -> a peer recognizer's hypothesis. Cached per peer and audio file (a peer's output never
+    changes), so a part that shares files with another (dev/so762-unseen with dev/so762) costs nothing more."""
+    cache_file = PEER_CACHE / f"{peer}.json"
+    cache = json.loads(cache_file.read_text()) if cache_file.exists() else {}
+    cached, recognize, hypotheses = len(cache), None, {}
     for utt in utterances:
         try:
             key = audio_key(utt.path)
             if key not in cache:
-                audio = load_audio(utt.path)
-                decoder = decoder or Decoder(samprate=16000, loglevel="FATAL")
-                decoder.start_utt()
-                decoder.process_raw((audio.clip(-1, 1) * 32767).astype("int16").tobytes(), full_utt=True)
-                decoder.end_utt()
-                cache[key] = decoder.hyp().hypstr.upper() if decoder.hyp() else ""
+                recognize = recognize or make_recognizer()
+                cache[key] = recognize(load_audio(utt.path))
         except (AudioError, OSError) as error:
             log.error("%s", error)
             continue
         hypotheses[utt.id] = cache[key]
     if len(cache) > cached:
-        _save_pocketsphinx_cache(cache)
+        _save_cache(cache_file, cache)
     return hypotheses
 
 
-def _save_pocketsphinx_cache(cache: dict[str, str]) -> None:
+def _save_cache(cache_file: Path, cache: dict[str, str]) -> None:
     """Merge into what is on disk now (another run may have added to it meanwhile) and replace it atomically."""
-    on_disk = json.loads(POCKETSPHINX_CACHE.read_text()) if POCKETSPHINX_CACHE.exists() else {}
-    POCKETSPHINX_CACHE.parent.mkdir(parents=True, exist_ok=True)
-    tmp = POCKETSPHINX_CACHE.with_suffix(f".{os.getpid()}.tmp")
+    on_disk = json.loads(cache_file.read_text()) if cache_file.exists() else {}
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps({**on_disk, **cache}))
-    os.replace(tmp, POCKETSPHINX_CACHE)
+    os.replace(tmp, cache_file)
+
+
+def peers(pocketsphinx: bool, whisper: list[str]) -> dict[str, object]:
+    """name -> a function making that peer's recognizer (made only when a file is not cached)."""
+    chosen = {"pocketsphinx": pocketsphinx_recognizer} if pocketsphinx else {}
+    for name in whisper:
+        chosen[f"whisper {name}"] = lambda name=name: teacher_recognizer(name)
+    return chosen
 
 
 def evaluate_suite(parts: dict[str, Path], models: list[str], pocketsphinx: bool,
-                   decodings: list[Decoding] = (GREEDY, Decoding())) -> list[dict]:
+                   decodings: list[Decoding] = (GREEDY, Decoding()), whisper: list[str] = ()) -> list[dict]:
     from asr.checkpoint import load_model
 
     loaded = {name: load_model(name) for name in models}
@@ -98,12 +127,12 @@ def evaluate_suite(parts: dict[str, Path], models: list[str], pocketsphinx: bool
     for part, folder in parts.items():
         utterances = load_manifest(folder)
         hours = sum(u.duration for u in utterances) / 3600
-        if pocketsphinx:
-            hypotheses = pocketsphinx_transcripts(utterances)
+        for peer, make_recognizer in peers(pocketsphinx, whisper).items():
+            hypotheses = peer_transcripts(peer.replace(" ", "-"), make_recognizer, utterances)
             scored = [u for u in utterances if u.id in hypotheses]
             scores = error_rates([u.text for u in scored], [hypotheses[u.id] for u in scored])
-            rows.append({"part": part, "model": "pocketsphinx", "hours": round(hours, 3), **scores})
-            log.info("%s pocketsphinx WER %.1f%%", part, 100 * scores["wer"])
+            rows.append({"part": part, "model": peer, "hours": round(hours, 3), **scores})
+            log.info("%s %s WER %.1f%%", part, peer, 100 * scores["wer"])
         for name, model in loaded.items():
             for decoding in decodings:
                 label = name if decoding.lm is None else f"{name} + LM"
@@ -134,13 +163,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--extra", type=Path, nargs="*", default=[], metavar="DIR", help="more parts to score")
     parser.add_argument("--models", nargs="*", default=["stream", "offline"], help="shipped names or checkpoints")
     parser.add_argument("--pocketsphinx", action="store_true", help="score pocketsphinx's en-us model as well")
+    parser.add_argument("--whisper", nargs="*", default=[], metavar="MODEL",
+                        help="score Whisper models as well (tiny.en, base: see training.teacher)")
     parser.add_argument("--json", type=Path, help="write the rows as JSON here")
     add_decoding_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     decoding = decoding_from_args(args)
     decodings = [GREEDY] if decoding.lm is None else [GREEDY, decoding]
-    rows = evaluate_suite(suite_parts(args.suite, args.extra), args.models, args.pocketsphinx, decodings)
+    rows = evaluate_suite(suite_parts(args.suite, args.extra), args.models, args.pocketsphinx, decodings,
+                          args.whisper)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     print(markdown_table(rows))

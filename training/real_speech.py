@@ -11,6 +11,11 @@ Writes LibriSpeech-format subset directories under OUT (audio is linked, never c
     dev/so762          4 utterances per speaker of speechocean762's test chapter (speakers never in training)
     dev/so762-unseen   the part of dev/so762 whose sentences never occur in training
     dev/asterisk       Debian's asterisk-core-sounds-en prompts (one more speaker, another domain; --asterisk)
+    dev/libri, test/libri    LibriSpeech train-clean-5 readers held out (split by reader)
+    dev/cv2, test/cv2  Common Voice 18-20 deltas and early clips, speakers held out (split by client id)
+    train-more         the newer corpora's training speakers: LibriSpeech readers, Common Voice 18-20 / early,
+                       cathy (CMU ARCTIC), VCTK, and at most WORDS_PER_CORPUS single-word clips of each wake-word
+                       or command corpus (many microphones, few words: heard sparingly)
     dev/an4-long, dev/cv-long, dev/so762-long
                        the same recordings joined per speaker into one file each (15-95 s): what a long recording
                        or a microphone session is heard as, utterance boundaries unknown to the recognizer
@@ -44,6 +49,11 @@ log = logging.getLogger(__name__)
 
 CV = "commonvoice_cv13_delta"
 CV_HELDOUT_FRACTION = 0.4  # of Common Voice speakers (by a hash of the id), half dev and half test
+LIBRI_HELDOUT_FRACTION = 0.25  # of LibriSpeech train-clean-5's 28 readers (by a hash of the id), half dev, half test
+CV_NEWER = ("commonvoice_deltas_18_20", "commonvoice_early")
+MORE_CORPORA = ("rhasspy_cathy", "vctk_p239", "vctk_samples")
+WORD_CORPORA = ("picovoice_wakewords", "mycroft_wakewords", "speech_commands_sample")
+WORDS_PER_CORPUS = 300
 CV_MAX_HELDOUT_CLIPS = 40   # speakers with more clips than this always train (a few read 150-190 clips)
 SO762_DEV_PER_SPEAKER = 4  # of its 20 test prompts per speaker: 500 utterances keep the suite quick to score
 ASTERISK_SOUNDS = Path("/usr/share/asterisk/sounds/en")
@@ -60,18 +70,32 @@ def speaker_bucket(speaker: str) -> float:
     return int(hashlib.sha1(speaker.encode()).hexdigest()[:8], 16) / 2**32
 
 
-def split_common_voice(utterances: list[Utterance]) -> dict[str, list[Utterance]]:
+def split_by_speaker(utterances: list[Utterance], heldout_fraction: float = CV_HELDOUT_FRACTION,
+                     max_heldout_clips: int = CV_MAX_HELDOUT_CLIPS,
+                     identity=lambda speaker: speaker) -> dict[str, list[Utterance]]:
+    """train / dev / test by a hash of each speaker's identity (`identity` maps the speaker number to it: a Common
+    Voice client id, so that one person in two folders falls on one side); prolific speakers always train."""
     by_speaker = defaultdict(list)
     for utt in utterances:
         by_speaker[utt.speaker].append(utt)
     parts = {"train": [], "dev": [], "test": []}
     for speaker, utts in sorted(by_speaker.items()):
-        bucket = speaker_bucket(speaker)
-        if len(utts) > CV_MAX_HELDOUT_CLIPS or bucket >= CV_HELDOUT_FRACTION:
+        bucket = speaker_bucket(identity(speaker))
+        if len(utts) > max_heldout_clips or bucket >= heldout_fraction:
             parts["train"] += utts
         else:
-            parts["dev" if bucket < CV_HELDOUT_FRACTION / 2 else "test"] += utts
+            parts["dev" if bucket < heldout_fraction / 2 else "test"] += utts
     return parts
+
+
+def split_common_voice(utterances: list[Utterance]) -> dict[str, list[Utterance]]:
+    return split_by_speaker(utterances)
+
+
+def original_speakers(corpus: Path) -> dict[str, str]:
+    """speaker number -> the source's own speaker id (a Common Voice client id, a LibriSpeech reader), SPEAKERS.tsv."""
+    rows = [line.split("\t") for line in (corpus / "SPEAKERS.tsv").read_text(encoding="utf-8").splitlines()[1:]]
+    return {row[0]: row[1] for row in rows if len(row) > 1}
 
 
 def asterisk_words(text: str) -> str:
@@ -129,11 +153,19 @@ def prepare(real: Path, out: Path, with_asterisk: bool) -> dict[str, list[Uttera
     corpora = {name: load_manifest(real / name) for name in
                ("speechocean762", CV, "an4", "ljspeech_part1", "alphanumeric_numbers")}
     cv = split_common_voice(corpora[CV])
-    heldout_cv = {u.text for u in cv["dev"] + cv["test"]}
+    newer_cv = [u for name in CV_NEWER for u in load_manifest(real / name)]
+    clients = {k: v for name in CV_NEWER for k, v in original_speakers(real / name).items()}
+    cv2 = split_by_speaker(newer_cv, identity=lambda speaker: clients.get(speaker, speaker))
+    libri = split_by_speaker(load_manifest(real / "librispeech_train_clean_5"), LIBRI_HELDOUT_FRACTION, 10**6)
+    more = libri["train"] + cv2["train"] + [u for name in MORE_CORPORA for u in load_manifest(real / name)]
+    for name in WORD_CORPORA:
+        words = [u for u in load_manifest(real / name) if chapter(u) == "1"]
+        more += sorted(words, key=lambda u: speaker_bucket(u.id))[:WORDS_PER_CORPUS]
+    heldout_cv = {u.text for u in cv["dev"] + cv["test"] + cv2["dev"] + cv2["test"]}
     train = ([u for u in corpora["speechocean762"] if chapter(u) == "1"]
              + [u for u in corpora["an4"] if chapter(u) == "1"]
              + corpora["ljspeech_part1"] + corpora["alphanumeric_numbers"] + cv["train"])
-    dropped = [u for u in train if u.text in heldout_cv]
+    dropped = [u for u in train + more if u.text in heldout_cv]
     train = [u for u in train if u.text not in heldout_cv]
     so762_test, per_speaker = [], defaultdict(int)
     for utt in corpora["speechocean762"]:
@@ -148,6 +180,11 @@ def prepare(real: Path, out: Path, with_asterisk: bool) -> dict[str, list[Uttera
         "dev/an4": [u for u in corpora["an4"] if chapter(u) == "2"],
         "dev/so762": so762_test,
         "dev/so762-unseen": [u for u in so762_test if u.text not in train_sentences],
+        "dev/libri": libri["dev"],
+        "test/libri": libri["test"],
+        "dev/cv2": cv2["dev"],
+        "test/cv2": cv2["test"],
+        "train-more": [u for u in more if u.text not in heldout_cv],
     }
     for part in ("an4", "cv", "so762"):
         subsets[f"dev/{part}-long"] = joined_per_speaker(subsets[f"dev/{part}"], out / "long" / part)
@@ -159,7 +196,7 @@ def prepare(real: Path, out: Path, with_asterisk: bool) -> dict[str, list[Uttera
         log.info("%-18s %5d utterances %6.2f h %4d speakers", name, len(utterances), hours,
                  len({u.speaker for u in utterances}))
     log.info("left %d training utterances out: their sentence is read in a Common Voice dev/test clip", len(dropped))
-    heldout = sorted({u.text for name, utts in subsets.items() if name != "train" for u in utts})
+    heldout = sorted({u.text for name, utts in subsets.items() if not name.startswith("train") for u in utts})
     (out / "heldout_sentences.txt").write_text("".join(s + "\n" for s in heldout), encoding="utf-8")
     return subsets
 
