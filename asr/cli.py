@@ -8,6 +8,8 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from asr.lm_cli import LM_HELP
+
 TRANSCRIBE_EXAMPLES = """examples:
   asr transcribe samples/hello.wav
   asr transcribe talk.mp3 interview.flac --model offline --format srt --output-dir subs/
@@ -110,7 +112,7 @@ COMMAND_HELP = {
     "train": "train a model on LibriSpeech-format corpora",
     "eval": "WER and CER of a model over LibriSpeech-format directories",
     "average": "average the weights of checkpoints of one model shape (a model soup)",
-    "lm": "build and inspect word n-gram language models",
+    "lm": LM_HELP,
 }
 
 

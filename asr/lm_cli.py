@@ -1,11 +1,12 @@
-"""`asr lm build` and `asr lm info`: make and inspect word n-gram LM directories (asr.lm)."""
+"""`asr lm build` and `asr lm info`: make and inspect word n-gram LM directories (asr.lm), and the decoding flags
+that `asr transcribe` and `asr eval` share. asr.cli imports this module, never the other way round."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 
-from asr.cli import COMMAND_HELP
+LM_HELP = "build and inspect word n-gram language models"
 
 LM_EXAMPLES = """examples:
   asr lm build corpus/*.txt --out data/my_lm --order 3 --exclude test_sentences.txt
@@ -45,7 +46,7 @@ def run_lm_info(args) -> int:
 
 
 def register_lm(subparsers) -> None:
-    lm = subparsers.add_parser("lm", help=COMMAND_HELP["lm"],
+    lm = subparsers.add_parser("lm", help=LM_HELP,
                                description="Word n-gram language models (KenLM) for beam-search decoding.",
                                epilog=LM_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = lm.add_subparsers(dest="lm_command", metavar="LM_COMMAND", required=True)

@@ -252,7 +252,7 @@ class BeamSearchDecoder:
     def feed(self, log_probs: torch.Tensor) -> None:
         """log_probs: (frames, vocab) for the next frames of the stream. After `result()`/`nbest()` without
         `clear()`, feeding starts the next utterance."""
-        if self._final is not None:
+        if self._ranked is not None:
             self.clear()
         scores = np.ascontiguousarray(torch.as_tensor(log_probs).detach().float().cpu().numpy())
         keep = self._searched_frames(scores[:, BLANK])
@@ -273,8 +273,8 @@ class BeamSearchDecoder:
     @property
     def text(self) -> str:
         """Best hypothesis so far: the words completed up to the last searched frame."""
-        if self._final is not None:
-            return self._final[0].text
+        if self._ranked is not None:
+            return self._finish(1)[0].text
         # Text only, so no timing: the committed words and the word labels of the uncommitted part of the path
         # (the lexicon's words; <unk> is never emitted, its score is -inf).
         uncommitted = [self.graph.words[w] for w in self._search.get_best_hypothesis(0).words[1:] if w >= 0]
@@ -287,12 +287,12 @@ class BeamSearchDecoder:
 
     def result(self) -> Transcript:
         """The best hypothesis of the utterance as text and timed words (closes the search: see `feed`)."""
-        best = self._finish()[0]
+        best = self._finish(1)[0]
         return Transcript(best.text, best.words)
 
     def nbest(self, n: int) -> list[Alternative]:
         """Up to n distinct hypotheses of the utterance, best first (closes the search: see `feed`)."""
-        return self._finish()[:n]
+        return self._finish(n)
 
     def clear(self) -> None:
         """Forget the hypothesis (after an endpoint); the frame count goes on."""
@@ -304,7 +304,8 @@ class BeamSearchDecoder:
         self._pending_scores = np.zeros((0, len(VOCAB)), dtype=np.float32)
         self._since_prune = 0
         self._last_was_blank = False
-        self._final: list[Alternative] | None = None
+        self._ranked: list | None = None  # (confidence, hypothesis, words kept) per distinct text, once ended
+        self._final: list[Alternative] = []  # the first of those with their words assembled
 
     # --- internals ------------------------------------------------------------------------------------------------
     def _searched_frames(self, blank: np.ndarray) -> np.ndarray:
@@ -349,31 +350,41 @@ class BeamSearchDecoder:
     def _word_labels(self, hypothesis) -> list[int]:
         return self._committed_labels + [w for w in hypothesis.words[1:] if w >= 0]
 
-    def _finish(self) -> list[Alternative]:
-        if self._final is None:
+    def _finish(self, n: int) -> list[Alternative]:
+        """The utterance's n most probable distinct texts. Every final hypothesis is ranked by its text (the word
+        labels, cheap); only the n returned get their timed words assembled (a Python walk over their frames)."""
+        if self._ranked is None:
             closing = np.full((1, len(VOCAB)), _CLOSED, dtype=np.float32)
             closing[0, SPACE] = 0.0
             self._search.decode_step(closing.ctypes.data, 1, len(VOCAB))
             self._search.decode_end()
-            scored: dict[str, tuple[float, list[Word]]] = {}
+            committed = [w.word for w in self._words]
+            scored: dict[str, list] = {}  # text -> [log-probability of its paths, its first path, words kept]
             for hypothesis in self._search.get_all_final_hypothesis():
-                words = list(self._words)
-                self._assemble(hypothesis, self._assembler.copy(), words)
+                labels = [w for w in hypothesis.words[1:] if w >= 0]
+                words = committed + [self.graph.words[w] for w in labels]
                 if self.graph.grammar:  # whole phrases only: cut a path that ends inside one (the beam lost the rest)
-                    words = words[: self.graph.grammar.whole_phrases(self._word_labels(hypothesis))]
-                text = " ".join(w.word for w in words)
+                    words = words[: self.graph.grammar.whole_phrases(self._committed_labels + labels)]
+                text = " ".join(words)
                 if text in scored:  # the same words by another path: add up their probability
-                    best, kept = scored[text]
-                    scored[text] = (float(np.logaddexp(best, hypothesis.score)), kept)
+                    scored[text][0] = float(np.logaddexp(scored[text][0], hypothesis.score))
                 else:
-                    scored[text] = (hypothesis.score, words)
+                    scored[text] = [hypothesis.score, hypothesis, len(words)]
             if not scored:
-                scored[""] = (0.0, [])
-            top = max(score for score, _ in scored.values())
-            total = sum(math.exp(score - top) for score, _ in scored.values())
-            self._final = sorted((Alternative(text, words, confidence=math.exp(score - top) / total)
-                                  for text, (score, words) in scored.items()), key=lambda a: -a.confidence)
-        return self._final
+                scored[""] = [0.0, None, 0]
+            top = max(score for score, _, _ in scored.values())
+            total = sum(math.exp(score - top) for score, _, _ in scored.values())
+            self._ranked = sorted(((math.exp(score - top) / total, hypothesis, kept)
+                                   for score, hypothesis, kept in scored.values()), key=lambda r: -r[0])
+            self._final = []
+        while len(self._final) < min(n, len(self._ranked)):
+            confidence, hypothesis, kept = self._ranked[len(self._final)]
+            words = list(self._words)
+            if hypothesis is not None:
+                self._assemble(hypothesis, self._assembler.copy(), words)
+            words = words[:kept]
+            self._final.append(Alternative(" ".join(w.word for w in words), words, confidence=confidence))
+        return self._final[:n]
 
 
 # --- the choice of decoder, as the recognizer, `asr transcribe`, `asr eval` and the server take it -----------------

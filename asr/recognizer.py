@@ -145,30 +145,54 @@ class StreamingRecognizer:
         return self.accept_waveform(np.zeros(0, dtype=np.float32), last=True)
 
 
-@torch.inference_mode()
-def decode_streams(model: AcousticModel, recognizers: list[StreamingRecognizer]) -> list[list[Transcript]]:
-    """One batched model step over every recognizer with ready frames. Returns each recognizer's new finals; a
-    finished recognizer (`accept_audio(..., last=True)`) also gets its last utterance, once, and is then closed.
+@dataclass
+class StepOutput:
+    """What one model step gave a stream, for its search: log_probs (steps, vocab) or None (no frames ready), and
+    whether the stream had ended (`accept_audio(..., last=True)`) when the step ran."""
 
-    Every stream's new feature frames come from one batched log-mel (`take_new_frames`); the states of the ready
-    streams are stacked on the batch dimension and split back (`stack_states`).
-    """
+    log_probs: torch.Tensor | None
+    ended: bool
+
+
+@torch.inference_mode()
+def model_step(model: AcousticModel, recognizers: list[StreamingRecognizer]) -> list[StepOutput]:
+    """The acoustic half of `decode_streams`: every stream's new feature frames from one batched log-mel
+    (`take_new_frames`), the states of the ready streams stacked on the batch dimension, one model call, the states
+    split back (`stack_states`). Touches each recognizer's audio, frames and LSTM state, never its decoder, so the
+    next model step of a stream may run before `search_step` has taken this one's output."""
     new_frames = take_new_frames([r._features for r in recognizers])
-    ready = [(r, f) for r, new in zip(recognizers, new_frames) if (f := r.take_frames(new)) is not None]
-    finals: dict[int, list[Transcript]] = {}
+    outputs = [StepOutput(None, r.finished) for r in recognizers]
+    ready = [(i, f) for i, (r, new) in enumerate(zip(recognizers, new_frames)) if (f := r.take_frames(new)) is not None]
     if ready:
-        streams, frames = zip(*ready)
+        indices, frames = zip(*ready)
+        streams = [recognizers[i] for i in indices]
         lengths = torch.tensor([len(f) for f in frames])
         state = stack_states([r.state for r in streams])
         final = torch.tensor([r.finished for r in streams])
         log_probs, out_lengths, state = model(pad_sequence(frames, batch_first=True), lengths, state, final=final)
-        for b, (recognizer, stream_state) in enumerate(zip(streams, unstack_states(state))):
+        for b, (i, recognizer, stream_state) in enumerate(zip(indices, streams, unstack_states(state))):
             recognizer.state = stream_state
             recognizer.used_steps(int(out_lengths[b]))
-            finals[id(recognizer)] = recognizer.accept_log_probs(log_probs[b, : out_lengths[b]])
-    results = [finals.get(id(r), []) for r in recognizers]
-    for recognizer, result in zip(recognizers, results):
-        if recognizer.finished and not recognizer.closed:
+            outputs[i].log_probs = log_probs[b, : out_lengths[b]]
+    return outputs
+
+
+def search_step(recognizers: list[StreamingRecognizer], outputs: list[StepOutput]) -> list[list[Transcript]]:
+    """The decoding half of `decode_streams`: each stream's endpointing and search over its step output, in the
+    order the model steps ran. Returns each recognizer's new finals; a stream that had ended also gets its last
+    utterance, once, and is then closed."""
+    results = []
+    for recognizer, output in zip(recognizers, outputs):
+        finals = recognizer.accept_log_probs(output.log_probs) if output.log_probs is not None else []
+        if output.ended and not recognizer.closed:
             recognizer.closed = True
-            result.append(recognizer.finish_utterance())
+            finals.append(recognizer.finish_utterance())
+        results.append(finals)
     return results
+
+
+def decode_streams(model: AcousticModel, recognizers: list[StreamingRecognizer]) -> list[list[Transcript]]:
+    """One batched model step over every recognizer with ready frames, then each one's search (`model_step`, then
+    `search_step`). Returns each recognizer's new finals; a finished recognizer (`accept_audio(..., last=True)`)
+    also gets its last utterance, once, and is then closed."""
+    return search_step(recognizers, model_step(model, recognizers))

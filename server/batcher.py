@@ -5,8 +5,12 @@ A model step never takes more than `slice_seconds` of one stream's audio. Stream
 in one line and are served round-robin, up to `max_batch` per step (waiting at most `max_wait` seconds for more
 streams to have audio); a stream whose message is not used up goes to the back of the line. So a client that sends
 33 s of audio in one message gets its reply after 33 slices, while every other stream's 200 ms chunk goes through
-in the next step: a fast sender slows only itself. The step itself (`asr.recognizer.decode_streams`) runs in a
-single-thread executor, so the event loop keeps answering pings and other clients.
+in the next step: a fast sender slows only itself. A step runs in two single-thread executors, so the event loop
+keeps answering pings and other clients: the model (`asr.recognizer.model_step`: log-mel and the batched LSTM, which
+leaves Python's lock while torch computes) on one, each stream's endpointing and search (`search_step`: the beam
+search holds the lock) on the other, in step order. The next model step runs while the last one's search does, so
+the search's cost overlaps the model's instead of adding to it; a message is answered once its last slice has been
+searched.
 
 Each stream has at most one message here at a time (the app reads a connection's next message only after replying
 to this one), so the audio held per stream is bounded by the message size limit; `asr_pending_audio_bytes` counts
@@ -25,7 +29,7 @@ import numpy as np
 
 from asr.decoding import Transcript
 from asr.model import AcousticModel
-from asr.recognizer import StreamingRecognizer, decode_streams
+from asr.recognizer import StepOutput, StreamingRecognizer, model_step, search_step
 
 log = logging.getLogger("server")
 
@@ -77,7 +81,8 @@ class Batcher:
         self._per_address: Counter[str] = Counter()
         self._line: deque[Job] = deque()  # jobs with audio still to decode, served round-robin
         self._arrived = asyncio.Event()
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="model-step")
+        self._model_executor = ThreadPoolExecutor(1, thread_name_prefix="model-step")
+        self._search_executor = ThreadPoolExecutor(1, thread_name_prefix="search-step")
         self._consumer: asyncio.Task | None = None
         if metrics is not None:  # summed when scraped, not updated on every message
             metrics.pending_audio_bytes.set_function(lambda: self.pending_bytes)
@@ -137,7 +142,8 @@ class Batcher:
             if not job.future.done():
                 job.future.set_exception(RuntimeError("the server stopped"))
         self._line.clear()
-        self._executor.shutdown(wait=True)
+        self._model_executor.shutdown(wait=True)
+        self._search_executor.shutdown(wait=True)
 
     # --- audio ------------------------------------------------------------------------------------------------------
     async def submit(self, stream: Stream, recognizer: StreamingRecognizer, samples: np.ndarray,
@@ -174,10 +180,12 @@ class Batcher:
             if not batch:
                 continue
             try:
-                errors = await loop.run_in_executor(self._executor, self._step, batch)
+                errors, fed, outputs = await loop.run_in_executor(self._model_executor, self._model_step, batch)
             except Exception as error:  # the model step itself failed: every stream in it gets the error
                 log.exception("model step failed for a batch of %d streams", len(batch))
-                errors = [error] * len(batch)
+                errors, fed, outputs = [error] * len(batch), [], []
+            search = loop.run_in_executor(self._search_executor, self._search_step, fed, outputs)
+            answered = []  # jobs whose audio this step finished: answered once its search is done
             for job, error in zip(batch, errors):
                 if job.settled or job.future.done():
                     continue
@@ -186,12 +194,27 @@ class Batcher:
                 if error is not None:
                     job.future.set_exception(error)
                 elif len(job.samples):
-                    self._line.append(job)  # more of this message: back of the line
+                    self._line.append(job)  # more of this message: back of the line (its search goes on)
                 else:
-                    job.future.set_result(job.finals)
+                    answered.append(job)
+            search.add_done_callback(lambda done, fed=fed, answered=answered: self._searched(fed, answered, done))
 
-    def _step(self, batch: list[Job]) -> list[Exception | None]:
-        """In the executor thread: feed each stream its next slice, run one batched model step."""
+    def _searched(self, fed: list[Job], answered: list[Job], done: asyncio.Future) -> None:
+        """In the event loop, when a step's search is done: answer the jobs whose audio that step finished (a failed
+        search fails every job of the step)."""
+        error = RuntimeError("the server stopped") if done.cancelled() else done.exception()
+        if error is not None:
+            log.error("search step failed for a batch of %d streams: %s: %s", len(fed), type(error).__name__, error)
+        for job in fed if error is not None else answered:
+            if job.future.done():
+                continue
+            if error is not None:
+                job.future.set_exception(error)
+            else:
+                job.future.set_result(job.finals)
+
+    def _model_step(self, batch: list[Job]) -> tuple[list[Exception | None], list[Job], list[StepOutput]]:
+        """In the model thread: feed each stream its next slice, run one batched model step."""
         errors: list[Exception | None] = [None] * len(batch)
         fed = []
         for i, job in enumerate(batch):
@@ -205,9 +228,15 @@ class Batcher:
                 errors[i] = error
                 job.samples = job.samples[:0]
         start = time.perf_counter()
-        finals = decode_streams(self.model, [job.recognizer for job in fed])
+        outputs = model_step(self.model, [job.recognizer for job in fed])
         if self.metrics is not None:
             self.metrics.observe_step(len(fed), time.perf_counter() - start)
-        for job, stream_finals in zip(fed, finals):
+        return errors, fed, outputs
+
+    def _search_step(self, fed: list[Job], outputs: list[StepOutput]) -> None:
+        """In the search thread, in the order of the model steps: endpointing and search of one step's output."""
+        start = time.perf_counter()
+        for job, stream_finals in zip(fed, search_step([job.recognizer for job in fed], outputs)):
             job.finals += stream_finals
-        return errors
+        if self.metrics is not None and fed:
+            self.metrics.search_seconds.observe(time.perf_counter() - start)

@@ -4,6 +4,12 @@
     python -m server.bench --find-max --seconds 20             # raise N until p95 latency exceeds 250 ms
     python -m server.bench --url ws://127.0.0.1:2700 --streams 4 --model stream   # a server already running
     python -m server.bench --streams 20 --seconds 15 --fast-sender     # beside one client sending 1 MiB messages
+    python -m server.bench --find-max --compare-greedy --audio data/real/dev/cv   # real dev speech: greedy and LM
+
+--audio takes files or directories (every audio file below one, at most MAX_AUDIO_FILES, in name order). With
+--compare-greedy, --find-max runs twice in one run, greedy decoding first (`--lm none`) and then the decoding the
+server options give, and prints both capacities, their ratio, and pocketsphinx's real-time factor on the same
+audio (if it is installed), so that figures from different days and machines compare.
 
 Each stream sends its audio as PCM16 in `--chunk-ms` chunks paced by the wall clock (starts staggered over one
 chunk), reading replies as they come; a chunk's latency is the time from its send to its reply. At the end each
@@ -42,6 +48,8 @@ SENTENCES = ["the quick brown fox jumps over the lazy dog", "she sells sea shell
 VARIANTS = 4  # distinct audio streams (rotations of the test audio), each with its own offline reference
 MAX_STREAMS = 1024
 MAX_RUNS = 12
+MAX_AUDIO_FILES = 200
+AUDIO_SUFFIXES = (".wav", ".flac", ".opus", ".ogg", ".mp3")
 
 
 @dataclass
@@ -52,8 +60,25 @@ class StreamResult:
     error: str | None = None
 
 
+def audio_files(paths: list[str]) -> list[str]:
+    """Files as given; a directory stands for the audio files below it (name order, at most MAX_AUDIO_FILES)."""
+    files = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(str(p) for p in path.rglob("*") if p.suffix in AUDIO_SUFFIXES)
+            if not found:
+                sys.exit(f"bench: --audio {path}: no audio files in this directory")
+            files += found[:MAX_AUDIO_FILES]
+        elif path.exists():
+            files.append(str(path))
+        else:
+            sys.exit(f"bench: --audio {path}: no such file or directory")
+    return files
+
+
 def bench_audio(files: list[str]) -> np.ndarray:
     """The given files, or espeak-ng sentences, joined with half a second of silence (16 kHz float32)."""
+    files = audio_files(files)
     if not files:
         if shutil.which("espeak-ng") is None:
             sys.exit("bench: give --audio FILE (espeak-ng, which makes the default test audio, is missing)")
@@ -71,6 +96,22 @@ def stream_audio(audio: np.ndarray, variant: int, seconds: float) -> bytes:
     needed = int(seconds * SAMPLE_RATE)
     looped = np.tile(audio, needed // len(audio) + 2)[start : start + needed]
     return float_to_pcm16(looped)
+
+
+def pocketsphinx_speed(audio: np.ndarray) -> float | None:
+    """Seconds of `audio` pocketsphinx's en-us model decodes per second of this process's CPU time (None if it is
+    not installed): the day's yardstick for this machine's speed."""
+    try:
+        from pocketsphinx import Decoder
+    except ImportError:
+        return None
+    decoder = Decoder(samprate=SAMPLE_RATE, loglevel="FATAL")
+    audio = audio[: 60 * SAMPLE_RATE]
+    started = time.process_time()
+    decoder.start_utt()
+    decoder.process_raw(float_to_pcm16(audio), full_utt=True)
+    decoder.end_utt()
+    return round(len(audio) / SAMPLE_RATE / (time.process_time() - started), 1)
 
 
 def offline_text(model, pcm: bytes, decoding: Decoding) -> str:
@@ -244,9 +285,12 @@ def main(argv=None) -> int:
     parser.add_argument("--chunk-ms", type=float, default=200.0, help="audio per message (default 200)")
     parser.add_argument("--model", default="stream", help="model for the offline reference (and the local server)")
     parser.add_argument("--url", help="benchmark this running server instead of starting one")
-    parser.add_argument("--audio", nargs="*", default=[], help="audio files (default: espeak-ng sentences)")
+    parser.add_argument("--audio", nargs="*", default=[],
+                        help="audio files or directories of them (default: espeak-ng sentences)")
     parser.add_argument("--find-max", action="store_true", help="raise the stream count until p95 > --p95-limit-ms")
     parser.add_argument("--p95-limit-ms", type=float, default=250.0)
+    parser.add_argument("--compare-greedy", action="store_true",
+                        help="with --find-max: greedy decoding first, then the server options' decoding, one run")
     parser.add_argument("--start-n", type=int, default=1, help="stream count --find-max tries first (default 1)")
     parser.add_argument("--max-n", type=int, default=256, help=f"most streams --find-max tries (<= {MAX_STREAMS})")
     parser.add_argument("--server-arg", action="append", default=[], help="extra `asr serve` option (repeatable)")
@@ -263,24 +307,41 @@ def main(argv=None) -> int:
         parser.error("--fast-sender-bytes must be within 2..16777216")
     fast_bytes = args.fast_sender_bytes if args.fast_sender else 0
 
-    model = load_model(args.model)
     audio = bench_audio(args.audio)
+    if args.compare_greedy:
+        if not args.find_max or args.url:
+            parser.error("--compare-greedy goes with --find-max and a server of its own (no --url)")
+        speed = pocketsphinx_speed(audio)
+        greedy = measure(args, audio, args.server_arg + ["--lm", "none"], fast_bytes)
+        default = measure(args, audio, args.server_arg, fast_bytes)
+        print(json.dumps({"greedy_streams": greedy, "default_streams": default,
+                          "default_vs_greedy": round(default / greedy, 2) if greedy else None,
+                          "pocketsphinx_x_real_time": speed}))
+        return 0
+    return 0 if measure(args, audio, args.server_arg, fast_bytes) is not None else 1
+
+
+def measure(args, audio: np.ndarray, server_args: list[str], fast_bytes: int) -> int | None:
+    """One load run (--streams) or a search for the most streams (--find-max) against a server with `server_args`.
+    Returns the streams held (None: a single run that failed)."""
+    model = load_model(args.model)
     pcms = [stream_audio(audio, v, args.seconds) for v in range(VARIANTS)]
     print(f"offline references for {VARIANTS} audio variants of {args.seconds:g} s ...", file=sys.stderr)
-    decoding = server_decoding(args.server_arg)  # with --url: the defaults, what the server should run too
+    decoding = server_decoding(server_args)  # with --url: the defaults, what the server should run too
     print(f"decoding: {decoding.describe()}", file=sys.stderr)
     expected = [offline_text(model, pcm, decoding) for pcm in pcms]
     del model
 
     most = args.max_n if args.find_max else args.streams
-    server = None if args.url else LocalServer(args.model, most + 9, args.server_arg)
+    server = None if args.url else LocalServer(args.model, most + 9, server_args)
     url = args.url or f"ws://127.0.0.1:{server.port}"
     port = server.port if server else None
     try:
         if not args.find_max:
             results = asyncio.run(run_load(url, pcms, args.streams, args.chunk_ms, fast_bytes))
             summary = report(args.streams, results, expected, port, server)
-            return 0 if summary["errors"] == 0 and summary["finals_match"] == f"{args.streams}/{args.streams}" else 1
+            ok = summary["errors"] == 0 and summary["finals_match"] == f"{args.streams}/{args.streams}"
+            return args.streams if ok else None
         good, bad, n, runs = 0, None, args.start_n, 0
         while runs < MAX_RUNS:
             runs += 1
@@ -296,8 +357,9 @@ def main(argv=None) -> int:
             else:
                 n = (good + bad) // 2
         limit = f"p95 <= {args.p95_limit_ms:g} ms"
-        print(f"most concurrent real-time streams with {limit}: {good}" + ("" if bad else " (stopped at --max-n)"))
-        return 0
+        print(f"most concurrent real-time streams with {limit} ({decoding.describe()}): {good}"
+              + ("" if bad else " (stopped at --max-n)"))
+        return good
     finally:
         if server:
             server.stop()

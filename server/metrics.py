@@ -34,6 +34,9 @@ class Metrics:
         self.batch_size = Histogram("asr_batch_size", "Streams in one model step", buckets=BATCH_BUCKETS, registry=r)
         self.step_seconds = Histogram("asr_model_step_seconds", "Wall time of one batched model step",
                                       buckets=LATENCY_BUCKETS, registry=r)
+        self.search_seconds = Histogram("asr_search_step_seconds", "Wall time of one step's endpointing and "
+                                        "search, all its streams (beside the next model step)",
+                                        buckets=LATENCY_BUCKETS, registry=r)
         self.reply_seconds = Histogram("asr_reply_latency_seconds", "From a message's arrival to its reply sent",
                                        buckets=LATENCY_BUCKETS, registry=r)
 
