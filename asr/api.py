@@ -14,6 +14,8 @@
 
 Words come from a beam search over the shipped English LM by default (`asr.lm_decoding.Decoding`);
 `load_model(name, lm=None)` decodes greedily, `lm="path/to/lm_dir"` uses your own (`asr lm build`).
+`load_model("stream", final_model="offline")` gives two-pass finals: the stream model's endpoints cut the utterances
+and its partials stay live, the bidirectional model transcribes each finished utterance (asr.second_pass).
 `asr transcribe` runs `Model.transcribe`; the server runs the same `StreamingRecognizer` that `Model.stream` returns.
 """
 from __future__ import annotations
@@ -30,16 +32,21 @@ from asr.lm import load_language_model
 from asr.lm_decoding import BeamSearchOptions, Decoding
 from asr.model import AcousticModel
 from asr.recognizer import Endpointing, StreamingRecognizer
+from asr.second_pass import SecondPass
 from asr.transcribe import transcribe_audio, transcribe_file
 
 
 class Model:
     """A loaded recognizer: the acoustic model and how to decode it."""
 
-    def __init__(self, acoustic: AcousticModel, name: str = "", decoding: Decoding = Decoding()):
+    def __init__(self, acoustic: AcousticModel, name: str = "", decoding: Decoding = Decoding(),
+                 second_pass: SecondPass | None = None):
+        if second_pass is not None and not acoustic.streaming:
+            raise ValueError("a second pass (final_model) goes with a unidirectional model (e.g. stream)")
         self.acoustic = acoustic
         self.name = name
         self.decoding = decoding
+        self.second_pass = second_pass
 
     @property
     def streaming(self) -> bool:
@@ -52,24 +59,31 @@ class Model:
         """A file (any format, rate and channel count; read in bounded memory) or mono float32 samples (samples,)
         at `sample_rate`. Raises asr.audio.AudioError naming a file that cannot be read."""
         if isinstance(audio, (str, os.PathLike)):
-            return transcribe_file(self.acoustic, audio, endpointing, progress, self.decoding)
+            return transcribe_file(self.acoustic, audio, endpointing, progress, self.decoding, self.second_pass)
         samples = np.asarray(audio, dtype=np.float32)
         if samples.ndim != 1:
             raise ValueError(f"audio samples must be one channel, shape (samples,), not {samples.shape}")
-        return transcribe_audio(self.acoustic, samples, sample_rate, endpointing, self.decoding)
+        return transcribe_audio(self.acoustic, samples, sample_rate, endpointing, self.decoding, self.second_pass)
 
     def stream(self, sample_rate: int = SAMPLE_RATE, endpointing: Endpointing = Endpointing(),
                phrases: list[str] | None = None, max_alternatives: int = 0) -> StreamingRecognizer:
         """A recognizer for one live stream at `sample_rate` (unidirectional models only); `phrases` restricts
         it to those phrases, `max_alternatives` adds n-best lists to its finals."""
-        return StreamingRecognizer(self.acoustic, sample_rate, endpointing, self.decoding, phrases, max_alternatives)
+        return StreamingRecognizer(self.acoustic, sample_rate, endpointing, self.decoding, phrases, max_alternatives,
+                                   self.second_pass)
 
 
 def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str = "cpu", lm: str | None = "default",
-               options: BeamSearchOptions = BeamSearchOptions()) -> Model:
+               options: BeamSearchOptions = BeamSearchOptions(),
+               final_model: str | os.PathLike | None = None) -> Model:
     """A shipped model by name ("stream", "offline") or a checkpoint path, ready to transcribe, decoding with the
-    LM directory `lm` ("default": the shipped English LM; None: greedy). Raises asr.checkpoint.CheckpointError
-    for a missing or damaged checkpoint, asr.lm.LanguageModelError for a missing or damaged LM."""
+    LM directory `lm` ("default": the shipped English LM; None: greedy); `final_model` (a bidirectional model's
+    name or path) transcribes each utterance again for its final. Raises asr.checkpoint.CheckpointError for a
+    missing or damaged checkpoint, asr.lm.LanguageModelError for a missing or damaged LM."""
     if lm is not None:
         load_language_model(lm)  # fail here, naming the LM, rather than at the first transcription
-    return Model(load_acoustic_model(name_or_path, device), str(name_or_path), Decoding(lm, options))
+    decoding = Decoding(lm, options)
+    second_pass = None
+    if final_model is not None:
+        second_pass = SecondPass(load_acoustic_model(final_model, device), decoding, str(final_model))
+    return Model(load_acoustic_model(name_or_path, device), str(name_or_path), decoding, second_pass)

@@ -16,6 +16,7 @@ TRANSCRIBE_EXAMPLES = """examples:
   asr transcribe *.wav --format json > transcripts.jsonl
   asr transcribe call.wav --lm none                 # greedy CTC, no language model
   asr transcribe call.wav --lm data/my_lm --lm-weight 1.0
+  asr transcribe talk.wav --final-model offline     # two passes: stream model's endpoints, offline model's words
 """
 
 PLOT_EXAMPLES = """examples:
@@ -33,10 +34,15 @@ def run_transcribe(args) -> int:
     from asr.formats import SUFFIXES, render
     from asr.lm_cli import decoding_from_args
     from asr.recognizer import Endpointing
+    from asr.second_pass import SecondPass
     from asr.transcribe import audio_duration
 
     try:
-        model = Model(load_model(args.model), args.model, decoding_from_args(args))
+        decoding = decoding_from_args(args)
+        second_pass = None
+        if args.final_model is not None:
+            second_pass = SecondPass(load_model(args.final_model), decoding, args.final_model)
+        model = Model(load_model(args.model), args.model, decoding, second_pass)
     except (CheckpointError, ValueError) as error:  # a missing or damaged model or LM, bad search settings
         print(f"asr transcribe: {error}", file=sys.stderr)
         return 2
@@ -129,6 +135,10 @@ def register_transcribe(subparsers) -> None:
     transcribe.add_argument("--model", default=DEFAULT_MODEL, help="stream, offline or a checkpoint path (default %(default)s)")
     transcribe.add_argument("--format", choices=FORMATS, default="text", help="output format (default text)")
     transcribe.add_argument("--output-dir", metavar="DIR", help="write FILE_STEM.{txt,json,srt,vtt} here instead of stdout")
+    transcribe.add_argument("--final-model", type=lambda text: None if text.lower() == "none" else text,
+                            metavar="MODEL", help="with a stream model: transcribe each utterance its endpoints cut "
+                            "again with this bidirectional model (offline or a checkpoint path), as `asr serve "
+                            "--final-model` does for its finals (default none)")
     transcribe.add_argument("--endpoint-silence", type=float, default=0.8,
                             help="stream model: seconds of silence that end an utterance (default 0.8)")
     transcribe.add_argument("--threads", type=int, help="torch CPU threads")

@@ -11,6 +11,7 @@ A stream ends in one place: `accept_audio(..., last=True)` marks the recognizer 
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,7 @@ from asr.decoding import SPACE, Transcript
 from asr.features import N_MELS, StreamingFeatures, take_new_frames
 from asr.lm_decoding import GREEDY, Decoding
 from asr.model import AcousticModel, stack_states, unstack_states
+from asr.second_pass import PendingFinal, SecondPass
 from asr.tokenizer import BLANK
 
 
@@ -45,11 +47,15 @@ class StreamingRecognizer:
     """Recognizes one stream of audio with a unidirectional model. Not thread-safe: one caller at a time.
 
     decoding: greedy (the default here) or beam search with an LM; phrases: restrict the output to sequences of
-    these phrases (a grammar, as Vosk's phrase_list); max_alternatives: finals carry that many n-best alternatives.
+    these phrases (a grammar, as Vosk's phrase_list); max_alternatives: finals carry that many n-best alternatives;
+    second_pass: finals from a bidirectional model over each whole utterance (asr.second_pass): the recognizer keeps
+    the current utterance's log-mel frames (at most `max_utterance` seconds and one message) and `decode_streams`
+    returns its final as a PendingFinal; `accept_waveform` and `finish` run the second pass themselves.
     """
 
     def __init__(self, model: AcousticModel, sample_rate: int = SAMPLE_RATE, endpointing: Endpointing = Endpointing(),
-                 decoding: Decoding = GREEDY, phrases: list[str] | None = None, max_alternatives: int = 0):
+                 decoding: Decoding = GREEDY, phrases: list[str] | None = None, max_alternatives: int = 0,
+                 second_pass: SecondPass | None = None):
         if not model.streaming:
             raise ValueError("streaming recognition needs a unidirectional model (e.g. --model stream)")
         self.model = model
@@ -63,7 +69,15 @@ class StreamingRecognizer:
         self._frames = torch.zeros(0, N_MELS)  # feature frames of no model step yet, or a lookahead
         self.state = model.init_state(1)
         self.decoder = decoding.decoder(self.frame_shift, phrases)
+        self.phrases = tuple(phrases) if phrases else None
         self.max_alternatives = max_alternatives
+        self.second_pass = second_pass
+        # the second pass's frames: written by the model step, cut at each utterance's end by the search step
+        self._kept: list[torch.Tensor] = []  # log-mel frames from absolute frame `_kept_start` on
+        self._kept_start = 0
+        self._kept_lock = threading.Lock()
+        self._steps_searched = 0  # model steps whose outputs the search has taken (absolute)
+        self._utterance_start = 0  # model step where the current utterance starts
         self._silence_frames = 0
         self._utterance_frames = 0
         self._heard_speech = False
@@ -87,6 +101,9 @@ class StreamingRecognizer:
         a model step (`AcousticModel.steps`), or None if not yet. `used_steps` drops the frames the model used."""
         if len(new_frames):
             self._frames = torch.cat([self._frames, new_frames])
+            if self.second_pass is not None:
+                with self._kept_lock:
+                    self._kept.append(new_frames)
         if self.model.steps(len(self._frames), self.finished) == 0:
             return None
         return self._frames
@@ -101,7 +118,7 @@ class StreamingRecognizer:
         threshold = self.endpointing.blank_threshold
         labels = log_probs.argmax(dim=-1).tolist()
         blank_probs = log_probs[:, BLANK].exp().tolist()
-        finals, start = [], 0
+        finals, start, searched = [], 0, self._steps_searched
         for t, (label, blank_prob) in enumerate(zip(labels, blank_probs)):
             self._heard_speech |= label not in (BLANK, SPACE)
             self._silence_frames = self._silence_frames + 1 if blank_prob >= threshold else 0
@@ -110,10 +127,12 @@ class StreamingRecognizer:
                     or self._utterance_frames >= self._max_utterance_frames):
                 self.decoder.feed(log_probs[start : t + 1])
                 start = t + 1
+                self._steps_searched = searched + start
                 final = self.finish_utterance()
                 if final.text:
                     finals.append(final)
         self.decoder.feed(log_probs[start:])
+        self._steps_searched = searched + len(labels)
         return finals
 
     @property
@@ -121,7 +140,8 @@ class StreamingRecognizer:
         return self.decoder.text
 
     def finish_utterance(self) -> Transcript:
-        """End the current utterance (endpoint, reset or end of stream) and return it; the acoustic state goes on."""
+        """End the current utterance (endpoint, reset or end of stream) and return it; the acoustic state goes on.
+        With a second pass, a PendingFinal: the first pass's transcript, the utterance's frames and its start."""
         if self.max_alternatives:
             alternatives = self.decoder.nbest(self.max_alternatives)
             result = Transcript(alternatives[0].text, alternatives[0].words, alternatives)
@@ -130,14 +150,39 @@ class StreamingRecognizer:
         self.decoder.clear()
         self._silence_frames = self._utterance_frames = 0
         self._heard_speech = False
+        if self.second_pass is not None:
+            result = self._pending(result)
         return result
+
+    def _pending(self, first: Transcript) -> PendingFinal:
+        """The frames of the model steps from the utterance's start to the last one searched, cut out of the kept
+        frames (the later ones, which the model may already have stepped through, stay for the next utterance)."""
+        stack = self.model.dims.stack
+        start, end = self._utterance_start * stack, self._steps_searched * stack
+        with self._kept_lock:
+            kept = torch.cat(self._kept) if self._kept else torch.zeros(0, N_MELS)
+            self._kept = [kept[end - self._kept_start :]]
+            features = kept[start - self._kept_start : end - self._kept_start]
+            self._kept_start = end
+        self._utterance_start = self._steps_searched
+        return PendingFinal(first.text, first.words, first.alternatives, features=features,
+                            offset=start * self.model.dims.frame_shift / stack, phrases=self.phrases,
+                            max_alternatives=self.max_alternatives)
+
+    def run_second_pass(self, finals: list[Transcript]) -> list[Transcript]:
+        """Finals with every PendingFinal through the second pass (one batch); others as they are."""
+        pending = [f for f in finals if isinstance(f, PendingFinal)]
+        if not pending:
+            return finals
+        done = iter(self.second_pass.finals(pending))
+        return [next(done) if isinstance(f, PendingFinal) else f for f in finals]
 
     # --- single-stream convenience ----------------------------------------------------------------------------------
     def accept_waveform(self, samples: np.ndarray, last: bool = False) -> list[Transcript]:
         """Feed audio and run the model on what is ready. Returns utterances finalised by endpoints (and, with
         `last`, the stream's last utterance, possibly with empty text)."""
         self.accept_audio(samples, last=last)
-        return decode_streams(self.model, [self])[0]
+        return self.run_second_pass(decode_streams(self.model, [self])[0])
 
     def finish(self) -> list[Transcript]:
         """End of stream: `accept_waveform` of no more audio, `last`. Returns the remaining utterances (the last

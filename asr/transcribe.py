@@ -7,7 +7,7 @@ either side of the part whose outputs it keeps.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import soundfile as sf
@@ -19,6 +19,7 @@ from asr.features import FRAME_RATE, N_MELS, StreamingFeatures
 from asr.lm_decoding import GREEDY, Decoding
 from asr.model import AcousticModel
 from asr.recognizer import Endpointing, StreamingRecognizer
+from asr.second_pass import SecondPass
 
 BLOCK_SECONDS = 10.0  # audio read per step
 WINDOW_SECONDS = 30.0  # bidirectional model: outputs kept per window
@@ -54,10 +55,11 @@ def audio_blocks(path: str | os.PathLike, block_seconds: float = BLOCK_SECONDS) 
 
 def transcribe_stream(model: AcousticModel, blocks: Iterator[np.ndarray], endpointing: Endpointing = Endpointing(),
                       progress: Callable[[float], None] | None = None, sample_rate: int = SAMPLE_RATE,
-                      decoding: Decoding = GREEDY) -> Transcript:
+                      decoding: Decoding = GREEDY, second_pass: SecondPass | None = None) -> Transcript:
     """Unidirectional model: the streaming recognizer over the blocks (at `sample_rate`), state carried; utterances
-    joined. The recognizer closes the last utterance itself once told that no more audio comes."""
-    recognizer = StreamingRecognizer(model, sample_rate, endpointing, decoding)
+    joined. The recognizer closes the last utterance itself once told that no more audio comes. With a second
+    pass, each utterance the stream model's endpoints cut is transcribed again by the bidirectional model."""
+    recognizer = StreamingRecognizer(model, sample_rate, endpointing, decoding, second_pass=second_pass)
     utterances = []
     for block in blocks:
         utterances += recognizer.accept_waveform(block)
@@ -67,16 +69,31 @@ def transcribe_stream(model: AcousticModel, blocks: Iterator[np.ndarray], endpoi
     return Transcript.join(utterances)
 
 
-@torch.inference_mode()
 def transcribe_windows(model: AcousticModel, blocks: Iterator[np.ndarray],
                        progress: Callable[[float], None] | None = None, decoding: Decoding = GREEDY) -> Transcript:
-    """Bidirectional model over overlapping windows; memory stays bounded by the window size (and the beam
-    search's by its pruning)."""
+    """Bidirectional model over overlapping windows of the blocks' log-mel (`decode_windows`); memory stays
+    bounded by the window size (and the beam search's by its pruning)."""
+    extract = StreamingFeatures()
+
+    def frames() -> Iterator[torch.Tensor]:
+        for block in blocks:
+            yield extract(block)
+            if progress:
+                progress(len(block) / SAMPLE_RATE)
+
+    decoder = decoding.decoder(model.dims.frame_shift)
+    decode_windows(model, frames(), decoder)
+    return decoder.result()
+
+
+@torch.inference_mode()
+def decode_windows(model: AcousticModel, chunks: Iterable[torch.Tensor], decoder) -> None:
+    """Feed `decoder` the bidirectional model's outputs over log-mel frames arriving in chunks, (frames, n_mels)
+    each: windows of WINDOW_SECONDS whose outputs are kept, each seeing CONTEXT_SECONDS of frames on either side,
+    normalised as one pass over all the frames would be. A recording shorter than one window is one model call."""
     stack = model.dims.stack
     window = int(WINDOW_SECONDS * FRAME_RATE) // stack * stack
     context = int(CONTEXT_SECONDS * FRAME_RATE) // stack * stack
-    extract = StreamingFeatures()
-    decoder = decoding.decoder(model.dims.frame_shift)
     buffer, buffer_start, next_out = torch.zeros(0, N_MELS), 0, 0  # frames; absolute index of buffer[0]; next kept frame
     norm = None  # the running normalisation of every frame before buffer[0]: windows see the one-pass values
 
@@ -94,34 +111,35 @@ def transcribe_windows(model: AcousticModel, blocks: Iterator[np.ndarray],
             _, norm = model.normalize(buffer[None, :dropped], torch.tensor([dropped]), norm)
         buffer, buffer_start = buffer[dropped:], buffer_start + dropped
 
-    for block in blocks:
-        buffer = torch.cat([buffer, extract(block)])
+    for chunk in chunks:
+        buffer = torch.cat([buffer, chunk])
         while buffer_start + len(buffer) >= next_out + window + context:
             run(next_out + window + context)
-        if progress:
-            progress(len(block) / SAMPLE_RATE)
     while buffer_start + len(buffer) > next_out:
         run(buffer_start + len(buffer))
-    return decoder.result()
 
 
 def transcribe_file(model: AcousticModel, path: str | os.PathLike, endpointing: Endpointing = Endpointing(),
-                    progress: Callable[[float], None] | None = None, decoding: Decoding = GREEDY) -> Transcript:
-    """Transcribe one file with either kind of model. Raises AudioError naming the file if it cannot be read."""
+                    progress: Callable[[float], None] | None = None, decoding: Decoding = GREEDY,
+                    second_pass: SecondPass | None = None) -> Transcript:
+    """Transcribe one file with either kind of model (a unidirectional one with an optional second pass). Raises
+    AudioError naming the file if it cannot be read."""
     blocks = audio_blocks(path)
     if model.streaming:
-        return transcribe_stream(model, blocks, endpointing, progress, decoding=decoding)
+        return transcribe_stream(model, blocks, endpointing, progress, decoding=decoding, second_pass=second_pass)
     return transcribe_windows(model, blocks, progress, decoding)
 
 
 def transcribe_audio(model: AcousticModel, audio: np.ndarray, sample_rate: int = SAMPLE_RATE,
-                     endpointing: Endpointing = Endpointing(), decoding: Decoding = GREEDY) -> Transcript:
+                     endpointing: Endpointing = Endpointing(), decoding: Decoding = GREEDY,
+                     second_pass: SecondPass | None = None) -> Transcript:
     """Transcribe a mono float32 signal (samples,) at `sample_rate` held in memory: whole audio -> recognizer ->
     transcript. A unidirectional model runs the very `StreamingRecognizer` the server runs (resampling as it
     streams), so this is the transcript a server stream of the same audio ends with, however it was chunked."""
     audio = np.asarray(audio, dtype=np.float32)
     if model.streaming:
-        return transcribe_stream(model, iter([audio]), endpointing, sample_rate=sample_rate, decoding=decoding)
+        return transcribe_stream(model, iter([audio]), endpointing, sample_rate=sample_rate, decoding=decoding,
+                                 second_pass=second_pass)
     if sample_rate != SAMPLE_RATE:
         audio = resample(audio, sample_rate)
     return transcribe_windows(model, iter([audio]), decoding=decoding)

@@ -32,6 +32,7 @@ from asr.checkpoint import MODEL_NAMES, load_model
 from asr.lm import load_language_model
 from asr.model import AcousticModel
 from asr.recognizer import StreamingRecognizer
+from asr.second_pass import SecondPass
 from server.batcher import Batcher, Stream, StreamRefused
 from server.metrics import Metrics
 from server.protocol import (
@@ -69,9 +70,12 @@ class RecognitionServer:
         if settings.lm is not None:
             load_language_model(settings.lm)  # a missing or damaged LM stops the server before it listens
         self.model_name = model_name or model_name_of(settings.model)
+        self.second_pass = None
+        if settings.final_model is not None:
+            self.second_pass = SecondPass(load_model(settings.final_model), settings.decoding, settings.final_model)
         self.metrics = Metrics()
         self.batcher = Batcher(self.model, settings.max_batch, settings.max_wait_ms / 1000, settings.max_streams,
-                               settings.max_streams_per_address, metrics=self.metrics)
+                               settings.max_streams_per_address, metrics=self.metrics, final_model=self.second_pass)
         self.draining = False
         self._pages = {path: ((STATIC / name).read_bytes(), kind) for path, (name, kind) in PAGES.items()}
         self._server = None
@@ -178,7 +182,7 @@ class RecognitionServer:
             self.metrics.refused.labels(refused.reason).inc()
             return await self._refuse(ws, TRY_AGAIN_LATER, str(refused))
         session = Session(self.model, self.model_name, self.settings.endpointing, self.settings.limits, peer,
-                          self.settings.decoding)
+                          self.settings.decoding, self.second_pass)
         self._handlers.add(asyncio.current_task())
         started, close = time.monotonic(), 1000
         log.info("stream start %s path=%s streams=%d", peer, ws.request.path.partition("?")[0],
@@ -223,8 +227,8 @@ class RecognitionServer:
                 if isinstance(command, StreamConfig):
                     session.configure(command)
                     continue  # no reply to a config
-                if isinstance(command, Reset):
-                    reply = session.reset()
+                if isinstance(command, Reset):  # the utterance ends here; the stream goes on
+                    reply = session.end_reply(await self.batcher.second_pass([session.recognizer.finish_utterance()]))
                 else:
                     assert isinstance(command, Eof)
                     end_of_stream = True

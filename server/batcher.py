@@ -10,7 +10,8 @@ keeps answering pings and other clients: the model (`asr.recognizer.model_step`:
 leaves Python's lock while torch computes) on one, each stream's endpointing and search (`search_step`: the beam
 search holds the lock) on the other, in step order. The next model step runs while the last one's search does, so
 the search's cost overlaps the model's instead of adding to it; a message is answered once its last slice has been
-searched.
+searched. With two passes (`asr serve --final-model`), the finals of the messages a step answers go through the
+second pass together, in a third thread: a long utterance's second pass delays other finals, never the partials.
 
 Each stream has at most one message here at a time (the app reads a connection's next message only after replying
 to this one), so the audio held per stream is bounded by the message size limit; `asr_pending_audio_bytes` counts
@@ -30,6 +31,7 @@ import numpy as np
 from asr.decoding import Transcript
 from asr.model import AcousticModel
 from asr.recognizer import StepOutput, StreamingRecognizer, model_step, search_step
+from asr.second_pass import PendingFinal, SecondPass
 
 log = logging.getLogger("server")
 
@@ -69,8 +71,10 @@ class Job:
 
 class Batcher:
     def __init__(self, model: AcousticModel, max_batch: int = 32, max_wait: float = 0.01, max_streams: int = 128,
-                 max_streams_per_address: int = 0, slice_seconds: float = SLICE_SECONDS, metrics=None):
+                 max_streams_per_address: int = 0, slice_seconds: float = SLICE_SECONDS, metrics=None,
+                 final_model: SecondPass | None = None):
         self.model = model
+        self.final_model = final_model  # the second pass of the streams' finals, if any
         self.max_batch = max_batch
         self.max_wait = max_wait
         self.max_streams = max_streams
@@ -83,6 +87,8 @@ class Batcher:
         self._arrived = asyncio.Event()
         self._model_executor = ThreadPoolExecutor(1, thread_name_prefix="model-step")
         self._search_executor = ThreadPoolExecutor(1, thread_name_prefix="search-step")
+        self._final_executor = ThreadPoolExecutor(1, thread_name_prefix="second-pass")
+        self._second_passes: set[asyncio.Task] = set()  # answering jobs once their finals' second pass is done
         self._consumer: asyncio.Task | None = None
         if metrics is not None:  # summed when scraped, not updated on every message
             metrics.pending_audio_bytes.set_function(lambda: self.pending_bytes)
@@ -138,12 +144,15 @@ class Batcher:
         if self._consumer is not None:
             self._consumer.cancel()
             await asyncio.gather(self._consumer, return_exceptions=True)
+        for task in list(self._second_passes):
+            task.cancel()
         for job in self._line:
             if not job.future.done():
                 job.future.set_exception(RuntimeError("the server stopped"))
         self._line.clear()
         self._model_executor.shutdown(wait=True)
         self._search_executor.shutdown(wait=True)
+        self._final_executor.shutdown(wait=True)
 
     # --- audio ------------------------------------------------------------------------------------------------------
     async def submit(self, stream: Stream, recognizer: StreamingRecognizer, samples: np.ndarray,
@@ -200,18 +209,54 @@ class Batcher:
             search.add_done_callback(lambda done, fed=fed, answered=answered: self._searched(fed, answered, done))
 
     def _searched(self, fed: list[Job], answered: list[Job], done: asyncio.Future) -> None:
-        """In the event loop, when a step's search is done: answer the jobs whose audio that step finished (a failed
-        search fails every job of the step)."""
+        """In the event loop, when a step's search is done: answer the jobs whose audio that step finished, once
+        their finals are through the second pass (a failed search fails every job of the step)."""
         error = RuntimeError("the server stopped") if done.cancelled() else done.exception()
         if error is not None:
             log.error("search step failed for a batch of %d streams: %s: %s", len(fed), type(error).__name__, error)
-        for job in fed if error is not None else answered:
-            if job.future.done():
-                continue
-            if error is not None:
-                job.future.set_exception(error)
-            else:
+            for job in fed:
+                if not job.future.done():
+                    job.future.set_exception(error)
+            return
+        answered = [job for job in answered if not job.future.done()]
+        if any(isinstance(final, PendingFinal) for job in answered for final in job.finals):
+            task = asyncio.get_running_loop().create_task(self._answer_after_second_pass(answered))
+            self._second_passes.add(task)
+            task.add_done_callback(self._second_passes.discard)
+            return
+        for job in answered:
+            job.future.set_result(job.finals)
+
+    async def _answer_after_second_pass(self, jobs: list[Job]) -> None:
+        try:
+            finals = await self.second_pass([final for job in jobs for final in job.finals])
+        except (Exception, asyncio.CancelledError) as error:
+            if not isinstance(error, asyncio.CancelledError):
+                log.exception("second pass failed for %d streams", len(jobs))
+            error = RuntimeError("the server stopped") if isinstance(error, asyncio.CancelledError) else error
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_exception(error)
+            return
+        for job in jobs:
+            job.finals, finals = finals[: len(job.finals)], finals[len(job.finals) :]
+            if not job.future.done():
                 job.future.set_result(job.finals)
+
+    async def second_pass(self, finals: list[Transcript]) -> list[Transcript]:
+        """`finals` with every PendingFinal (of any streams) through the second pass, as one batch in its own
+        thread; the others as they are."""
+        pending = [final for final in finals if isinstance(final, PendingFinal)]
+        if not pending:
+            return finals
+        if self.final_model is None:
+            raise RuntimeError("a stream has pending finals but the batcher has no second pass")
+        loop = asyncio.get_running_loop()
+        start = time.perf_counter()
+        done = iter(await loop.run_in_executor(self._final_executor, self.final_model.finals, pending))
+        if self.metrics is not None:
+            self.metrics.observe_second_pass(len(pending), time.perf_counter() - start)
+        return [next(done) if isinstance(final, PendingFinal) else final for final in finals]
 
     def _model_step(self, batch: list[Job]) -> tuple[list[Exception | None], list[Job], list[StepOutput]]:
         """In the model thread: feed each stream its next slice, run one batched model step."""

@@ -37,6 +37,10 @@ class Metrics:
         self.search_seconds = Histogram("asr_search_step_seconds", "Wall time of one step's endpointing and "
                                         "search, all its streams (beside the next model step)",
                                         buckets=LATENCY_BUCKETS, registry=r)
+        self.second_pass_utterances = Counter("asr_second_pass_utterances", "Finals transcribed again by the "
+                                              "--final-model (two passes)", registry=r)
+        self.second_pass_seconds = Histogram("asr_second_pass_seconds", "Wall time of one batch of second-pass "
+                                             "finals", buckets=LATENCY_BUCKETS, registry=r)
         self.reply_seconds = Histogram("asr_reply_latency_seconds", "From a message's arrival to its reply sent",
                                        buckets=LATENCY_BUCKETS, registry=r)
 
@@ -44,6 +48,10 @@ class Metrics:
         if batch:
             self.batch_size.observe(batch)
             self.step_seconds.observe(seconds)
+
+    def observe_second_pass(self, utterances: int, seconds: float) -> None:
+        self.second_pass_utterances.inc(utterances)
+        self.second_pass_seconds.observe(seconds)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -14,6 +14,7 @@ from asr.decoding import Transcript
 from asr.lm_decoding import GREEDY, Decoding, check_phrases
 from asr.model import AcousticModel
 from asr.recognizer import Endpointing, StreamingRecognizer
+from asr.second_pass import SecondPass
 from server.protocol import (
     INVALID_PAYLOAD,
     MESSAGE_TOO_BIG,
@@ -33,9 +34,11 @@ class Session:
     """The server side of one websocket stream."""
 
     def __init__(self, model: AcousticModel, model_name: str, endpointing: Endpointing = Endpointing(),
-                 limits: StreamLimits = StreamLimits(), peer: str = "?", decoding: Decoding = GREEDY):
+                 limits: StreamLimits = StreamLimits(), peer: str = "?", decoding: Decoding = GREEDY,
+                 second_pass: SecondPass | None = None):
         self.model = model
         self.decoding = decoding
+        self.second_pass = second_pass
         self.model_name = model_name
         self.endpointing = endpointing
         self.limits = limits
@@ -57,7 +60,8 @@ class Session:
         if self._recognizer is None:
             config = self.config
             self._recognizer = StreamingRecognizer(self.model, config.sample_rate, self.endpointing, self.decoding,
-                                                   list(config.phrase_list) or None, config.max_alternatives)
+                                                   list(config.phrase_list) or None, config.max_alternatives,
+                                                   self.second_pass)
         return self._recognizer
 
     # --- limits -----------------------------------------------------------------------------------------------------
@@ -134,12 +138,9 @@ class Session:
         return partial_reply(self.recognizer.partial)
 
     def end_reply(self, finals: list[Transcript]) -> dict:
-        """The reply to eof: every utterance the flush finalised plus the last one, joined into one final."""
+        """The reply to eof (every utterance the flush finalised plus the last one) or to reset (the utterance it
+        finished): one final, joined."""
         return self._final(Transcript.join(finals))
-
-    def reset(self) -> dict:
-        """`{"reset": 1}`: finish the current utterance; the stream and its acoustic state go on."""
-        return self._final(self.recognizer.finish_utterance())
 
     def _final(self, transcript: Transcript) -> dict:
         self.final_chars += len(transcript.text)

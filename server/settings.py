@@ -62,6 +62,7 @@ class ServerSettings:
     tls_cert: str | None = None
     tls_key: str | None = None
     lm: str | None = "default"  # LM directory for the beam search ("default": the shipped one); None: greedy
+    final_model: str | None = None  # a bidirectional model for each utterance's final (two passes); None: one pass
     endpointing: Endpointing = field(default_factory=Endpointing)
     search: BeamSearchOptions = field(default_factory=BeamSearchOptions)
     limits: StreamLimits = field(default_factory=StreamLimits)
@@ -112,6 +113,14 @@ def _port(text):
 
 _port.__name__ = "port"  # argparse: "invalid port value: 'abc'"
 
+def model_argument(text: str) -> str | None:
+    """--final-model: a model name or checkpoint path, or "none"."""
+    return None if text.strip().lower() in ("none", "") else text
+
+
+model_argument.__name__ = "model"
+
+
 # (flag, setting: a ServerSettings field, or "endpointing.x" / "limits.x", type, help). The environment variable is
 # the flag in capitals with ASR_ in front: --max-wait-ms -> ASR_MAX_WAIT_MS.
 OPTIONS = [
@@ -143,6 +152,9 @@ OPTIONS = [
     ("--beam-size", "search.beam_size", positive(int), "hypotheses the beam search keeps per frame"),
     ("--lm-weight", "search.lm_weight", non_negative(float), "weight of the LM's log10 word probabilities"),
     ("--word-score", "search.word_score", float, "beam search bonus per word"),
+    ("--final-model", "final_model", model_argument,
+     "two passes: each utterance's final from this bidirectional model (offline or a checkpoint path), partials from "
+     "--model; none: one pass"),
     ("--token", "token", str, "shared secret clients must send (Authorization: Bearer T or ?token=T)"),
     ("--tls-cert", "tls_cert", str, "PEM certificate: serve wss:// and https://"),
     ("--tls-key", "tls_key", str, "PEM private key for --tls-cert"),

@@ -49,7 +49,8 @@ def test_choose_keeps_the_most_speech_under_the_label_error_bound(tmp_path):
     strict = pl.choose(tmp_path, 0.0, pl.TEACHERS)
     # labels exactly right: clips 1, 2 and 4 (clip 3 agrees but is wrong: its confidence must leave it out)
     assert strict["label_wer"] == 0.0 and strict["confidence"] > 0.35 and strict["agreement"] >= 1 / 6
-    assert {r["kept_clips"] for r in strict["grid"]} == {2, 3, 4, 5}
+    assert len(strict["grid"]) == len(pl.CONFIDENCES) * len(pl.AGREEMENTS)
+    assert {r["kept_clips"] for r in strict["grid"]} >= {0, 3, 5}  # none (0.9), the chosen three, all (no filter)
     best = [r for r in strict["grid"] if (r["confidence"], r["agreement"]) == (strict["confidence"],
                                                                                strict["agreement"])][0]
     assert best["kept_clips"] == 3 and strict["kept_share"] == 0.6

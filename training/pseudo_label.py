@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 TEACHERS = ("tiny.en", "base")
 PER_CORPUS = 150                 # labelled clips per corpus that measure the filter
-CONFIDENCES = (0.0, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)
+CONFIDENCES = (0.0, 0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
 AGREEMENTS = (0.0, 0.1, 0.2, 0.34, 1.0)     # teachers' mutual WER at most this (1.0: agreement not asked)
 MAX_LABEL_WER = 0.05
 MAX_SECONDS = 30.0               # Whisper's window: longer clips would be cut, so they are left out

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+import logging
 import math
 import os
 import shutil
@@ -106,6 +107,7 @@ class Teacher:
         except ImportError:
             raise TeacherError(f"the teacher needs faster-whisper: {INSTALL.get(name, INSTALL['tiny.en'])}") from None
         directory = model_directory(name)
+        logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # not a line per clip
         try:
             model = WhisperModel(directory, device="cpu", compute_type="int8", cpu_threads=threads,
                                  local_files_only=Path(directory).is_dir())
