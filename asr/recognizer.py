@@ -169,20 +169,13 @@ class StreamingRecognizer:
                             offset=start * self.model.dims.frame_shift / stack, phrases=self.phrases,
                             max_alternatives=self.max_alternatives)
 
-    def run_second_pass(self, finals: list[Transcript]) -> list[Transcript]:
-        """Finals with every PendingFinal through the second pass (one batch); others as they are."""
-        pending = [f for f in finals if isinstance(f, PendingFinal)]
-        if not pending:
-            return finals
-        done = iter(self.second_pass.finals(pending))
-        return [next(done) if isinstance(f, PendingFinal) else f for f in finals]
-
     # --- single-stream convenience ----------------------------------------------------------------------------------
     def accept_waveform(self, samples: np.ndarray, last: bool = False) -> list[Transcript]:
         """Feed audio and run the model on what is ready. Returns utterances finalised by endpoints (and, with
         `last`, the stream's last utterance, possibly with empty text)."""
         self.accept_audio(samples, last=last)
-        return self.run_second_pass(decode_streams(self.model, [self])[0])
+        finals = decode_streams(self.model, [self])[0]
+        return self.second_pass.resolve(finals) if self.second_pass is not None else finals
 
     def finish(self) -> list[Transcript]:
         """End of stream: `accept_waveform` of no more audio, `last`. Returns the remaining utterances (the last

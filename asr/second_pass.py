@@ -70,6 +70,14 @@ class SecondPass:
                 results[i] = self._result(decoder, item)
         return results
 
+    def resolve(self, finals: list[Transcript]) -> list[Transcript]:
+        """`finals` with every PendingFinal through the second pass (one batch), the others as they are."""
+        pending = [f for f in finals if isinstance(f, PendingFinal)]
+        if not pending:
+            return finals
+        done = iter(self.finals(pending))
+        return [next(done) if isinstance(f, PendingFinal) else f for f in finals]
+
     def _decoder(self, item: PendingFinal):
         return self.decoding.decoder(self.model.dims.frame_shift, item.phrases)
 

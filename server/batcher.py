@@ -246,17 +246,17 @@ class Batcher:
     async def second_pass(self, finals: list[Transcript]) -> list[Transcript]:
         """`finals` with every PendingFinal (of any streams) through the second pass, as one batch in its own
         thread; the others as they are."""
-        pending = [final for final in finals if isinstance(final, PendingFinal)]
+        pending = sum(isinstance(final, PendingFinal) for final in finals)
         if not pending:
             return finals
         if self.final_model is None:
-            raise RuntimeError("a stream has pending finals but the batcher has no second pass")
-        loop = asyncio.get_running_loop()
+            raise RuntimeError("a stream has pending finals but the server has no second pass")
         start = time.perf_counter()
-        done = iter(await loop.run_in_executor(self._final_executor, self.final_model.finals, pending))
+        finals = await asyncio.get_running_loop().run_in_executor(self._final_executor, self.final_model.resolve,
+                                                                  finals)
         if self.metrics is not None:
-            self.metrics.observe_second_pass(len(pending), time.perf_counter() - start)
-        return [next(done) if isinstance(final, PendingFinal) else final for final in finals]
+            self.metrics.observe_second_pass(pending, time.perf_counter() - start)
+        return finals
 
     def _model_step(self, batch: list[Job]) -> tuple[list[Exception | None], list[Job], list[StepOutput]]:
         """In the model thread: feed each stream its next slice, run one batched model step."""

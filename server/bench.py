@@ -14,7 +14,8 @@ audio (if it is installed), so that figures from different days and machines com
 Each stream sends its audio as PCM16 in `--chunk-ms` chunks paced by the wall clock (starts staggered over one
 chunk), reading replies as they come; a chunk's latency is the time from its send to its reply. At the end each
 stream's finals, joined, must equal `StreamingRecognizer` on the whole audio (what `asr transcribe --model stream`
-gives). With --fast-sender one more client sends --fast-sender-bytes messages of audio back to back (reading its
+gives, with `--final-model` when the server has one); the latency of the replies that carry a final is reported
+apart (final_p50/p95/p99: with two passes it includes the second pass). With --fast-sender one more client sends --fast-sender-bytes messages of audio back to back (reading its
 replies as they come) for as long as the measured streams run: it must slow only itself. Traffic goes only to
 127.0.0.1 unless --url says otherwise; the number of streams and runs is bounded.
 """
@@ -39,9 +40,9 @@ from websockets.asyncio.client import connect
 
 from asr.audio import SAMPLE_RATE, float_to_pcm16, load_audio, pcm16_to_float
 from asr.checkpoint import load_model
-from asr.lm_decoding import Decoding
+from asr.second_pass import SecondPass
 from asr.transcribe import transcribe_audio
-from server.settings import add_arguments, from_args
+from server.settings import ServerSettings, add_arguments, from_args
 
 SENTENCES = ["the quick brown fox jumps over the lazy dog", "she sells sea shells by the sea shore",
              "a journey of a thousand miles begins with a single step", "please call stella and ask her to bring"]
@@ -55,6 +56,7 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".opus", ".ogg", ".mp3")
 @dataclass
 class StreamResult:
     latencies: list[float] = field(default_factory=list)
+    final_latencies: list[float] = field(default_factory=list)  # of the replies that carry a final
     text: str = ""
     expected: str = ""
     error: str | None = None
@@ -114,16 +116,20 @@ def pocketsphinx_speed(audio: np.ndarray) -> float | None:
     return round(len(audio) / SAMPLE_RATE / (time.process_time() - started), 1)
 
 
-def offline_text(model, pcm: bytes, decoding: Decoding) -> str:
-    """What `asr transcribe --model stream` gives for the whole recording, decoding as the server does."""
-    return transcribe_audio(model, pcm16_to_float(pcm), decoding=decoding).text
+def offline_text(model, pcm: bytes, settings: ServerSettings) -> str:
+    """What `asr transcribe --model stream` gives for the whole recording, decoding as the server does (with its
+    second pass, if it has one)."""
+    second_pass = None
+    if settings.final_model is not None:
+        second_pass = SecondPass(load_model(settings.final_model), settings.decoding)
+    return transcribe_audio(model, pcm16_to_float(pcm), decoding=settings.decoding, second_pass=second_pass).text
 
 
-def server_decoding(server_args: list[str]) -> Decoding:
-    """The decoding an `asr serve` with these extra options runs (its settings, parsed as it parses them)."""
+def server_settings(server_args: list[str]) -> ServerSettings:
+    """The settings an `asr serve` with these extra options runs (parsed as it parses them)."""
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    return from_args(parser.parse_args(server_args)).decoding
+    return from_args(parser.parse_args(server_args))
 
 
 async def run_stream(url: str, pcm: bytes, chunk_ms: float, start_at: float, result: StreamResult) -> None:
@@ -154,6 +160,7 @@ async def run_stream(url: str, pcm: bytes, chunk_ms: float, start_at: float, res
                     result.latencies.append(latency)
                 if reply.get("text"):
                     finals.append(reply["text"])
+                    result.final_latencies.append(latency)
             await sender
         result.text = " ".join(finals)
     except Exception as error:  # reported, counted as a failed stream
@@ -225,6 +232,11 @@ def report(streams: int, results: list[StreamResult], expected: list[str], port:
         for q in (50, 95, 99):
             summary[f"p{q}_ms"] = round(float(np.percentile(latencies, q)), 1)
         summary["max_ms"] = round(float(latencies.max()), 1)
+    finals = np.array([x for r in results for x in r.final_latencies]) * 1000
+    if finals.size:  # replies that carry a final: the endpoint's chunk (and eof) to its final, second pass included
+        summary["finals"] = int(finals.size)
+        for q in (50, 95, 99):
+            summary[f"final_p{q}_ms"] = round(float(np.percentile(finals, q)), 1)
     if server is not None:
         summary["server_rss_mb"], summary["server_peak_rss_mb"] = server.rss_mb()
     print(json.dumps(summary), flush=True)
@@ -327,9 +339,11 @@ def measure(args, audio: np.ndarray, server_args: list[str], fast_bytes: int) ->
     model = load_model(args.model)
     pcms = [stream_audio(audio, v, args.seconds) for v in range(VARIANTS)]
     print(f"offline references for {VARIANTS} audio variants of {args.seconds:g} s ...", file=sys.stderr)
-    decoding = server_decoding(server_args)  # with --url: the defaults, what the server should run too
-    print(f"decoding: {decoding.describe()}", file=sys.stderr)
-    expected = [offline_text(model, pcm, decoding) for pcm in pcms]
+    settings = server_settings(server_args)  # with --url: the defaults, what the server should run too
+    decoding = settings.decoding
+    passes = f", finals from {settings.final_model}" if settings.final_model else ""
+    print(f"decoding: {decoding.describe()}{passes}", file=sys.stderr)
+    expected = [offline_text(model, pcm, settings) for pcm in pcms]
     del model
 
     most = args.max_n if args.find_max else args.streams
@@ -357,7 +371,7 @@ def measure(args, audio: np.ndarray, server_args: list[str], fast_bytes: int) ->
             else:
                 n = (good + bad) // 2
         limit = f"p95 <= {args.p95_limit_ms:g} ms"
-        print(f"most concurrent real-time streams with {limit} ({decoding.describe()}): {good}"
+        print(f"most concurrent real-time streams with {limit} ({decoding.describe()}{passes}): {good}"
               + ("" if bad else " (stopped at --max-n)"))
         return good
     finally:

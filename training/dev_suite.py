@@ -119,10 +119,15 @@ def peers(pocketsphinx: bool, whisper: list[str]) -> dict[str, object]:
 
 
 def evaluate_suite(parts: dict[str, Path], models: list[str], pocketsphinx: bool,
-                   decodings: list[Decoding] = (GREEDY, Decoding()), whisper: list[str] = ()) -> list[dict]:
+                   decodings: list[Decoding] = (GREEDY, Decoding()), whisper: list[str] = (),
+                   final_model: str | None = None) -> list[dict]:
+    """Rows of (part, model, WER, CER, ...). With `final_model`, each streaming model is scored a second time with
+    two-pass finals (`asr transcribe --final-model`), labelled "MODEL 2-pass"."""
     from asr.checkpoint import load_model
+    from asr.second_pass import SecondPass
 
     loaded = {name: load_model(name) for name in models}
+    final = load_model(final_model) if final_model else None
     rows = []
     for part, folder in parts.items():
         utterances = load_manifest(folder)
@@ -134,12 +139,16 @@ def evaluate_suite(parts: dict[str, Path], models: list[str], pocketsphinx: bool
             rows.append({"part": part, "model": peer, "hours": round(hours, 3), **scores})
             log.info("%s %s WER %.1f%%", part, peer, 100 * scores["wer"])
         for name, model in loaded.items():
-            for decoding in decodings:
-                label = name if decoding.lm is None else f"{name} + LM"
-                scores = evaluate_files(model, utterances, progress=False, decoding=decoding)
-                rows.append({"part": part, "model": label, "decoding": decoding.describe(), "hours": round(hours, 3),
-                             **scores})
-                log.info("%s %s WER %.1f%%", part, label, 100 * scores["wer"])
+            passes = [None] + ([final] if final is not None and model.streaming else [])
+            for second in passes:
+                for decoding in decodings:
+                    label = name + (" 2-pass" if second is not None else "") + ("" if decoding.lm is None else " + LM")
+                    second_pass = SecondPass(second, decoding) if second is not None else None
+                    scores = evaluate_files(model, utterances, progress=False, decoding=decoding,
+                                            second_pass=second_pass)
+                    rows.append({"part": part, "model": label, "decoding": decoding.describe(),
+                                 "hours": round(hours, 3), **scores})
+                    log.info("%s %s WER %.1f%%", part, label, 100 * scores["wer"])
     return rows
 
 
@@ -165,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pocketsphinx", action="store_true", help="score pocketsphinx's en-us model as well")
     parser.add_argument("--whisper", nargs="*", default=[], metavar="MODEL",
                         help="score Whisper models as well (tiny.en, base: see training.teacher)")
+    parser.add_argument("--final-model", metavar="MODEL",
+                        help="score the streaming models with two-pass finals from this model as well (offline)")
     parser.add_argument("--json", type=Path, help="write the rows as JSON here")
     add_decoding_arguments(parser)
     args = parser.parse_args(argv)
@@ -172,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     decoding = decoding_from_args(args)
     decodings = [GREEDY] if decoding.lm is None else [GREEDY, decoding]
     rows = evaluate_suite(suite_parts(args.suite, args.extra), args.models, args.pocketsphinx, decodings,
-                          args.whisper)
+                          args.whisper, args.final_model)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     print(markdown_table(rows))

@@ -52,15 +52,16 @@ def evaluate_dataset(model: AcousticModel, dataset: UtteranceDataset, batch_seco
 
 
 def evaluate_files(model: AcousticModel, utterances: list[Utterance], jsonl=None, progress: bool = True,
-                   decoding: Decoding = GREEDY) -> dict:
-    """Transcribe each utterance file as `asr transcribe` would and score it. Unreadable files are reported and
-    counted, not fatal. With `jsonl` (a text stream), one JSON object per utterance is written to it."""
+                   decoding: Decoding = GREEDY, second_pass=None) -> dict:
+    """Transcribe each utterance file as `asr transcribe` would (with `--final-model` when `second_pass` is an
+    asr.second_pass.SecondPass) and score it. Unreadable files are reported and counted, not fatal. With `jsonl`
+    (a text stream), one JSON object per utterance is written to it."""
     from tqdm import tqdm
 
     references, hypotheses, failed = [], [], 0
     for utt in tqdm(utterances, desc="eval", unit="utt", disable=not progress, file=sys.stderr):
         try:
-            hypothesis = transcribe_file(model, utt.path, decoding=decoding).text
+            hypothesis = transcribe_file(model, utt.path, decoding=decoding, second_pass=second_pass).text
         except AudioError as error:
             log.error("%s", error)
             failed += 1
