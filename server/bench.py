@@ -7,8 +7,8 @@
     python -m server.bench --find-max --compare-greedy --audio data/real/dev/cv   # real dev speech: greedy and LM
 
 --audio takes files or directories (every audio file below one, at most MAX_AUDIO_FILES, in name order). With
---compare-greedy, --find-max runs twice in one run, greedy decoding first (`--lm none`) and then the decoding the
-server options give, and prints both capacities, their ratio, and pocketsphinx's real-time factor on the same
+--compare-greedy, --find-max runs twice in one run, greedy decoding first (`--lm none`, one pass) and then the
+decoding the server options give (`--server-arg=--final-model --server-arg=offline`: two passes), and prints both capacities, their ratio, and pocketsphinx's real-time factor on the same
 audio (if it is installed), so that figures from different days and machines compare.
 
 Each stream sends its audio as PCM16 in `--chunk-ms` chunks paced by the wall clock (starts staggered over one
@@ -324,7 +324,7 @@ def main(argv=None) -> int:
         if not args.find_max or args.url:
             parser.error("--compare-greedy goes with --find-max and a server of its own (no --url)")
         speed = pocketsphinx_speed(audio)
-        greedy = measure(args, audio, args.server_arg + ["--lm", "none"], fast_bytes)
+        greedy = measure(args, audio, args.server_arg + ["--lm", "none", "--final-model", "none"], fast_bytes)
         default = measure(args, audio, args.server_arg, fast_bytes)
         print(json.dumps({"greedy_streams": greedy, "default_streams": default,
                           "default_vs_greedy": round(default / greedy, 2) if greedy else None,
