@@ -8,16 +8,18 @@
 
 --audio takes files or directories (every audio file below one, at most MAX_AUDIO_FILES, in name order). With
 --compare-greedy, --find-max runs twice in one run, greedy decoding first (`--lm none`, one pass) and then the
-decoding the server options give (`--server-arg=--final-model --server-arg=offline`: two passes), and prints both capacities, their ratio, and pocketsphinx's real-time factor on the same
-audio (if it is installed), so that figures from different days and machines compare.
+decoding the server options give (`--server-arg=--final-model --server-arg=offline`: two passes), and prints both
+capacities, their ratio, and pocketsphinx's real-time factor on the same audio (if it is installed), so that figures
+from different days and machines compare.
 
 Each stream sends its audio as PCM16 in `--chunk-ms` chunks paced by the wall clock (starts staggered over one
 chunk), reading replies as they come; a chunk's latency is the time from its send to its reply. At the end each
 stream's finals, joined, must equal `StreamingRecognizer` on the whole audio (what `asr transcribe --model stream`
 gives, with `--final-model` when the server has one); the latency of the replies that carry a final is reported
-apart (final_p50/p95/p99: with two passes it includes the second pass). With --fast-sender one more client sends --fast-sender-bytes messages of audio back to back (reading its
-replies as they come) for as long as the measured streams run: it must slow only itself. Traffic goes only to
-127.0.0.1 unless --url says otherwise; the number of streams and runs is bounded.
+apart (final_p50/p95/p99: with two passes it includes the second pass). With --fast-sender one more client sends
+--fast-sender-bytes messages of audio back to back (reading its replies as they come) for as long as the measured
+streams run: it must slow only itself. Traffic goes only to 127.0.0.1 unless --url says otherwise; the number of
+streams and runs is bounded.
 """
 from __future__ import annotations
 

@@ -7,13 +7,11 @@ import subprocess
 import sys
 import threading
 
-import numpy as np
 import pytest
 from websockets.sync.client import connect
 
 import asr
 from asr.audio import SAMPLE_RATE, float_to_pcm16, load_audio
-from asr.lm_decoding import Decoding
 from asr.recognizer import Endpointing, StreamingRecognizer
 from asr.second_pass import PendingFinal, SecondPass
 from asr.transcribe import transcribe_audio

@@ -10,9 +10,9 @@
     python -m training.pseudo_label corpus --out data/pseudo --real ../shared/data/real --suite data/real
 
 Sources: --labelled DIR (LibriSpeech layout: --per-corpus clips of each, picked by a hash of the id, none of a
---suite dev or test speaker; their labels only measure the filter, they never enter the corpus), --common-voice DIR (a Common Voice release folder: the clips/ that
-validated.tsv and invalidated.tsv do not list), --audio DIR (every audio file below it; a LibriSpeech file name
-SPEAKER-CHAPTER-UTT names its reader).
+--suite dev or test speaker; their labels only measure the filter, they never enter the corpus), --common-voice DIR
+(a Common Voice release folder: the clips/ that validated.tsv and invalidated.tsv do not list), --audio DIR (every
+audio file below it; a LibriSpeech file name SPEAKER-CHAPTER-UTT names its reader).
 
 The teachers are `training.teacher` models (default: whisper tiny.en, then base). The filter keeps a clip when the
 second teacher's confidence is at least C and the two teachers' transcripts differ by at most A (word error rate of

@@ -17,7 +17,6 @@ numbers out as our transcripts do ("FIVE"); what is left goes through the projec
 """
 from __future__ import annotations
 
-import functools
 import importlib.resources
 import logging
 import math
