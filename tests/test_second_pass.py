@@ -125,3 +125,24 @@ def test_a_long_second_pass_never_holds_back_other_streams_partials(stream_model
             release.set()
             final = json.loads(a.recv())
             assert final.get("text"), final
+
+
+def test_phrase_lists_and_alternatives_hold_in_the_second_pass(stream_model, second_pass, speech_dir):
+    from tests.helpers import SENTENCES
+
+    audio = load_audio(speech_dir / "weather.wav")
+    phrases = [SENTENCES["weather"], SENTENCES["hello"], "yes", "no"]
+    recognizer = StreamingRecognizer(stream_model, decoding=second_pass.decoding, phrases=phrases,
+                                     max_alternatives=3, second_pass=second_pass)
+    finals = recognizer.accept_waveform(audio, last=True)
+    texts = [f.text for f in finals if f.text]
+    assert texts and all(t in {p.upper() for p in phrases} for t in texts), texts
+    final = next(f for f in finals if f.text)
+    assert not isinstance(final, PendingFinal) and 1 <= len(final.alternatives) <= 3
+    assert final.alternatives[0].text == final.text
+
+    def of_phrases(words: list[str]) -> bool:  # a sequence of whole phrases of the list (or nothing)
+        return not words or any(words[: len(p.split())] == p.upper().split() and of_phrases(words[len(p.split()):])
+                                for p in phrases)
+
+    assert all(of_phrases(a.text.split()) for a in final.alternatives), [a.text for a in final.alternatives]
