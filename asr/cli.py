@@ -10,6 +10,14 @@ from pathlib import Path
 
 from asr.lm_cli import LM_HELP
 
+
+def model_argument(text: str) -> str | None:
+    """--final-model (asr transcribe, asr serve): a model name or checkpoint path, or "none"."""
+    return None if text.strip().lower() in ("none", "") else text
+
+
+model_argument.__name__ = "model"  # argparse names the type in its messages
+
 TRANSCRIBE_EXAMPLES = """examples:
   asr transcribe samples/hello.wav
   asr transcribe talk.mp3 interview.flac --model offline --format srt --output-dir subs/
@@ -135,7 +143,7 @@ def register_transcribe(subparsers) -> None:
     transcribe.add_argument("--model", default=DEFAULT_MODEL, help="stream, offline or a checkpoint path (default %(default)s)")
     transcribe.add_argument("--format", choices=FORMATS, default="text", help="output format (default text)")
     transcribe.add_argument("--output-dir", metavar="DIR", help="write FILE_STEM.{txt,json,srt,vtt} here instead of stdout")
-    transcribe.add_argument("--final-model", type=lambda text: None if text.lower() == "none" else text,
+    transcribe.add_argument("--final-model", type=model_argument,
                             metavar="MODEL", help="with a stream model: transcribe each utterance its endpoints cut "
                             "again with this bidirectional model (offline or a checkpoint path), as `asr serve "
                             "--final-model` does for its finals (default none)")

@@ -118,12 +118,9 @@ def pocketsphinx_speed(audio: np.ndarray) -> float | None:
     return round(len(audio) / SAMPLE_RATE / (time.process_time() - started), 1)
 
 
-def offline_text(model, pcm: bytes, settings: ServerSettings) -> str:
+def offline_text(model, pcm: bytes, settings: ServerSettings, second_pass: SecondPass | None) -> str:
     """What `asr transcribe --model stream` gives for the whole recording, decoding as the server does (with its
     second pass, if it has one)."""
-    second_pass = None
-    if settings.final_model is not None:
-        second_pass = SecondPass(load_model(settings.final_model), settings.decoding)
     return transcribe_audio(model, pcm16_to_float(pcm), decoding=settings.decoding, second_pass=second_pass).text
 
 
@@ -345,7 +342,11 @@ def measure(args, audio: np.ndarray, server_args: list[str], fast_bytes: int) ->
     decoding = settings.decoding
     passes = f", finals from {settings.final_model}" if settings.final_model else ""
     print(f"decoding: {decoding.describe()}{passes}", file=sys.stderr)
-    expected = [offline_text(model, pcm, settings) for pcm in pcms]
+    second_pass = None
+    if settings.final_model is not None:
+        second_pass = SecondPass(load_model(settings.final_model), decoding)
+    expected = [offline_text(model, pcm, settings, second_pass) for pcm in pcms]
+    del second_pass
     del model
 
     most = args.max_n if args.find_max else args.streams

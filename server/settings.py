@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, field, replace
 
 from asr.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+from asr.cli import model_argument
 from asr.lm_cli import lm_argument
 from asr.lm_decoding import BeamSearchOptions, Decoding
 from asr.recognizer import Endpointing
@@ -112,14 +113,6 @@ def _port(text):
 
 
 _port.__name__ = "port"  # argparse: "invalid port value: 'abc'"
-
-def model_argument(text: str) -> str | None:
-    """--final-model: a model name or checkpoint path, or "none"."""
-    return None if text.strip().lower() in ("none", "") else text
-
-
-model_argument.__name__ = "model"
-
 
 # (flag, setting: a ServerSettings field, or "endpointing.x" / "limits.x", type, help). The environment variable is
 # the flag in capitals with ASR_ in front: --max-wait-ms -> ASR_MAX_WAIT_MS.

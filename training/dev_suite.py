@@ -15,6 +15,7 @@ pocketsphinx (`pip install pocketsphinx`: its wheel ships an en-us model) is the
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import logging
@@ -48,9 +49,10 @@ def suite_parts(suite: Path | None, extra: list[Path]) -> dict[str, Path]:
 PEER_CACHE = CACHE_DIR.parent / "peers"
 
 
+@functools.lru_cache(maxsize=None)
 def audio_key(path: str) -> str:
     """A file's identity for the peers' cache: a hash of its bytes, so a copy, a link or the same corpus synced
-    again (new mtimes) keeps its entry, and a changed file gets a new one."""
+    again (new mtimes) keeps its entry, and a changed file gets a new one. Read once per run, whatever the peers."""
     return hashlib.sha1(Path(path).read_bytes()).hexdigest()
 
 
