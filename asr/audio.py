@@ -97,6 +97,21 @@ def pcm16_to_float(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
 
 
+def pcm_to_float(data: bytes, width: int = 2, channels: int = 1) -> np.ndarray:
+    """Interleaved little-endian PCM (`width` bytes a sample: 1 unsigned, 2 or 4 signed) -> mono float32 in [-1, 1],
+    shape (frames,); channels are averaged. Raises ValueError when `data` is not whole frames."""
+    if width not in (1, 2, 4) or channels < 1:
+        raise ValueError(f"cannot read PCM of {width} bytes a sample and {channels} channels")
+    if len(data) % (width * channels):
+        raise ValueError(f"{len(data)} bytes are not whole frames of {channels} channel(s) x {width} byte(s)")
+    if width == 1:
+        samples = (np.frombuffer(data, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
+    else:
+        kind = "<i2" if width == 2 else "<i4"
+        samples = np.frombuffer(data, dtype=kind).astype(np.float32) / float(2 ** (8 * width - 1))
+    return samples.reshape(-1, channels).mean(axis=1) if channels > 1 else samples
+
+
 def float_to_pcm16(audio: np.ndarray) -> bytes:
     """float32 (samples,) in [-1, 1] -> signed 16-bit little-endian PCM bytes."""
     return (np.clip(audio, -1.0, 32767 / 32768) * 32768.0).astype("<i2").tobytes()

@@ -1,4 +1,5 @@
-"""The websocket server: one coroutine per connection, plain HTTP for the page, /healthz and /metrics, SIGTERM drain.
+"""The server: one aiohttp application on one port for the Vosk websocket (any path), the browser page, /healthz,
+/metrics and the OpenAI-compatible transcription API; the Wyoming service on a port of its own; SIGTERM drains.
 
     from server.app import run_server
     from server.settings import ServerSettings
@@ -9,7 +10,6 @@
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import hmac
 import logging
 import signal
@@ -18,14 +18,10 @@ import threading
 import time
 from http import HTTPStatus
 from pathlib import Path
-from urllib.parse import parse_qs
 
 import numpy as np
 import torch
-from websockets.asyncio.server import ServerConnection, serve
-from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
+from aiohttp import WSMsgType, web
 
 from asr.audio import SAMPLE_RATE
 from asr.checkpoint import MODEL_NAMES, load_model
@@ -35,6 +31,7 @@ from asr.recognizer import StreamingRecognizer
 from asr.second_pass import SecondPass
 from server.batcher import Batcher, Stream, StreamRefused
 from server.metrics import Metrics
+from server.openai_api import OpenAIApi
 from server.protocol import (
     TRY_AGAIN_LATER,
     Eof,
@@ -47,6 +44,7 @@ from server.protocol import (
 )
 from server.session import Session
 from server.settings import ServerSettings
+from server.wyoming_service import WyomingService
 
 log = logging.getLogger("server")
 
@@ -55,11 +53,20 @@ STATIC = Path(__file__).parent / "static"
 PAGES = {"/": ("index.html", "text/html; charset=utf-8"), "/index.html": ("index.html", "text/html; charset=utf-8"),
          "/worklet.js": ("worklet.js", "text/javascript; charset=utf-8")}
 DRAIN_GRACE = 30.0  # seconds open streams get to receive their final result on shutdown
+PING_INTERVAL = 20.0  # seconds between the server's websocket pings; a client that does not answer one is closed
 
 
 def model_name_of(model: str) -> str:
     """The name clients may ask for in their config: the shipped name, or the checkpoint file's stem."""
     return model if model in MODEL_NAMES else Path(model).stem
+
+
+class ClientGone(Exception):
+    """The websocket client closed the connection (or it broke); `code` is the close code."""
+
+    def __init__(self, code: int):
+        super().__init__(f"closed with {code}")
+        self.code = code
 
 
 class RecognitionServer:
@@ -76,12 +83,21 @@ class RecognitionServer:
         self.metrics = Metrics()
         self.batcher = Batcher(self.model, settings.max_batch, settings.max_wait_ms / 1000, settings.max_streams,
                                settings.max_streams_per_address, metrics=self.metrics, final_model=self.second_pass)
+        self.openai = OpenAIApi(self)
+        self.wyoming = WyomingService(self) if settings.wyoming_port is not None else None
         self.draining = False
         self._pages = {path: ((STATIC / name).read_bytes(), kind) for path, (name, kind) in PAGES.items()}
-        self._server = None
+        self._runner: web.AppRunner | None = None
         self._drain: asyncio.Future | None = None
         self._handlers: set[asyncio.Task] = set()
         self.port: int | None = None
+
+    def recognizer(self, sample_rate: int = SAMPLE_RATE, phrases: list[str] | None = None,
+                   max_alternatives: int = 0) -> StreamingRecognizer:
+        """A recognizer with the server's model, endpointing, decoding and second pass: every protocol's streams."""
+        s = self.settings
+        return StreamingRecognizer(self.model, sample_rate, s.endpointing, s.decoding, phrases, max_alternatives,
+                                   self.second_pass)
 
     # --- lifecycle --------------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -89,16 +105,17 @@ class RecognitionServer:
         self._drain = asyncio.get_running_loop().create_future()
         await asyncio.get_running_loop().run_in_executor(None, self._warm_up)
         self.batcher.start()
-        self._server = await serve(
-            self._handle, s.host, s.port, process_request=self._process_request, ssl=self._ssl_context(),
-            # Messages up to max_message_bytes are served; up to twice that they get an {"error"} and 1009; beyond,
-            # websockets itself closes with 1009 before buffering them. max_queue: a connection is not read while
-            # one message waits behind the one being decoded (back-pressure; the client's TCP buffer fills instead).
-            max_size=2 * s.limits.max_message_bytes, max_queue=1, write_limit=1 << 16,
-            # No permessage-deflate: PCM audio hardly compresses, and inflating every message costs CPU per stream.
-            compression=None,
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
+        app = web.Application()
+        self.openai.add_routes(app.router)
+        app.router.add_get("/{path:.*}", self._get)  # the websocket (any path, like Vosk), the page, health, metrics
+        # No access log: a line per request costs CPU at hundreds of streams; streams log their start and end.
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=DRAIN_GRACE)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, s.host, s.port, ssl_context=self._ssl_context(), backlog=1024)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        if self.wyoming is not None:
+            await self.wyoming.start(s.host, s.wyoming_port)
         scheme = "wss" if s.tls_cert else "ws"
         log.info("serving model %r on %s://%s:%d (max %d streams, batch %d, wait %g ms)", self.model_name, scheme,
                  s.host, self.port, s.max_streams, s.max_batch, s.max_wait_ms)
@@ -109,18 +126,23 @@ class RecognitionServer:
         if not self._drain.done():
             log.info("draining: %d open streams get their final result", len(self.batcher.streams))
             self._drain.set_result(None)
-        if self._handlers:  # each handler sends its final result and closes; close() below cuts any that hang
+        if self.wyoming is not None:
+            await self.wyoming.stop()
+        if self._handlers:  # each handler sends its final result and closes; cleanup() below cuts any that hang
             await asyncio.wait(set(self._handlers), timeout=grace)
-        self._server.close()
-        await self._server.wait_closed()
+        await self._runner.cleanup()
         await self.batcher.stop()
+        self.openai.close()
         log.info("server stopped")
+
+    @property
+    def drained(self) -> asyncio.Future:
+        """Done once the server starts to drain (every protocol's streams then end)."""
+        return self._drain
 
     def _warm_up(self) -> None:
         """One throwaway step, so that the first client does not wait for lazy imports and first-call setup."""
-        recognizer = StreamingRecognizer(self.model, endpointing=self.settings.endpointing,
-                                         decoding=self.settings.decoding)
-        recognizer.accept_waveform(np.zeros(SAMPLE_RATE // 2, dtype=np.float32), last=True)
+        self.recognizer().accept_waveform(np.zeros(SAMPLE_RATE // 2, dtype=np.float32), last=True)
 
     def _ssl_context(self) -> ssl.SSLContext | None:
         s = self.settings
@@ -131,89 +153,106 @@ class RecognitionServer:
         return context
 
     # --- HTTP -------------------------------------------------------------------------------------------------------
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        path = request.path.partition("?")[0]
-        if request.headers.get("Upgrade", "").lower() != "websocket":
-            if path == "/healthz":
-                if self.draining:
-                    return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "draining\n")
-                if self.batcher.full:
-                    return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "full\n")
-                return connection.respond(HTTPStatus.OK, "ok\n")
-            if path == "/metrics":
-                if not self._authorized(request):
-                    return connection.respond(HTTPStatus.UNAUTHORIZED, "missing or wrong token\n")
-                return _response(HTTPStatus.OK, self.metrics.exposition(), self.metrics.content_type)
-            if path in self._pages:
-                return _response(HTTPStatus.OK, *self._pages[path])
-            return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
-        if not self._authorized(request):  # refused before the handshake completes: no stream, no slot
-            self.metrics.refused.labels("token").inc()
-            return connection.respond(HTTPStatus.UNAUTHORIZED, "missing or wrong token: send 'Authorization: Bearer "
-                                      "TOKEN' or connect to ...?token=TOKEN\n")
-        if self.draining:
-            self.metrics.refused.labels("draining").inc()
-            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "server is shutting down; try another\n")
-        try:
-            self.batcher.check_room(_address(connection))
-        except StreamRefused as refused:
-            self.metrics.refused.labels(refused.reason).inc()
-            status = HTTPStatus.SERVICE_UNAVAILABLE if refused.reason == "full" else HTTPStatus.TOO_MANY_REQUESTS
-            return connection.respond(status, f"{refused}\n")
-        return None  # go on with the websocket handshake, any path (like Vosk)
+    async def _get(self, request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await self._websocket(request)
+        path = request.path
+        if path == "/healthz":
+            if self.draining:
+                return _text(HTTPStatus.SERVICE_UNAVAILABLE, "draining\n")
+            if self.batcher.full:
+                return _text(HTTPStatus.SERVICE_UNAVAILABLE, "full\n")
+            return _text(HTTPStatus.OK, "ok\n")
+        if path == "/metrics":
+            if not self.authorized(request):
+                return _text(HTTPStatus.UNAUTHORIZED, "missing or wrong token\n")
+            return _response(HTTPStatus.OK, self.metrics.exposition(), self.metrics.content_type)
+        if path in self._pages:
+            return _response(HTTPStatus.OK, *self._pages[path])
+        return _text(HTTPStatus.NOT_FOUND, "not found\n")
 
-    def _authorized(self, request: Request) -> bool:
+    def authorized(self, request: web.Request) -> bool:
+        """The request carries the server's token (`Authorization: Bearer T` or `?token=T`), or it has none."""
         token = self.settings.token
         if not token:
             return True
         given = request.headers.get("Authorization", "")
         given = given[len("Bearer "):] if given.startswith("Bearer ") else ""
-        given = given or parse_qs(request.path.partition("?")[2]).get("token", [""])[0]
+        given = given or request.query.get("token", "")
         return hmac.compare_digest(given.encode(), token.encode())
 
-    # --- websocket --------------------------------------------------------------------------------------------------
-    async def _handle(self, ws: ServerConnection) -> None:
-        peer = "%s:%s" % tuple(ws.remote_address[:2]) if ws.remote_address else "?"
-        if self.draining:  # raced past process_request
-            return await self._refuse(ws, TRY_AGAIN_LATER, "server is shutting down; try again later")
+    def _handshake_refusal(self, request: web.Request) -> web.Response | None:
+        """Why a websocket handshake is refused before it completes (no stream, no slot), or None."""
+        if not self.authorized(request):
+            self.metrics.refused.labels("token").inc()
+            return _text(HTTPStatus.UNAUTHORIZED, "missing or wrong token: send 'Authorization: Bearer TOKEN' or "
+                         "connect to ...?token=TOKEN\n")
+        if self.draining:
+            self.metrics.refused.labels("draining").inc()
+            return _text(HTTPStatus.SERVICE_UNAVAILABLE, "server is shutting down; try another\n")
         try:
-            stream = self.batcher.open_stream(_address(ws))
-        except StreamRefused as refused:  # raced past process_request
+            self.batcher.check_room(_address(request))
+        except StreamRefused as refused:
             self.metrics.refused.labels(refused.reason).inc()
-            return await self._refuse(ws, TRY_AGAIN_LATER, str(refused))
+            status = HTTPStatus.SERVICE_UNAVAILABLE if refused.reason == "full" else HTTPStatus.TOO_MANY_REQUESTS
+            return _text(status, f"{refused}\n")
+        return None
+
+    # --- websocket --------------------------------------------------------------------------------------------------
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        if (refusal := self._handshake_refusal(request)) is not None:
+            return refusal
+        limit = self.settings.limits.max_message_bytes
+        # Messages up to max_message_bytes are served; up to twice that they get an {"error"} and 1009; beyond,
+        # aiohttp itself closes with 1009 before buffering them. A connection is not read while its message is
+        # decoded (back-pressure: the client's TCP buffer fills instead). No permessage-deflate: PCM audio hardly
+        # compresses, and inflating every message costs CPU per stream.
+        ws = web.WebSocketResponse(max_msg_size=2 * limit, compress=False, heartbeat=PING_INTERVAL,
+                                   writer_limit=1 << 16)
+        await ws.prepare(request)
+        peer = f"{request.remote}:{request.transport.get_extra_info('peername', ('?', '?'))[1]}"
+        if self.draining:  # raced past the handshake's checks
+            await self._refuse(ws, peer, TRY_AGAIN_LATER, "server is shutting down; try again later")
+            return ws
+        try:
+            stream = self.batcher.open_stream(_address(request))
+        except StreamRefused as refused:  # raced past the handshake's checks
+            self.metrics.refused.labels(refused.reason).inc()
+            await self._refuse(ws, peer, TRY_AGAIN_LATER, str(refused))
+            return ws
         session = Session(self.model, self.model_name, self.settings.endpointing, self.settings.limits, peer,
                           self.settings.decoding, self.second_pass)
         self._handlers.add(asyncio.current_task())
         started, close = time.monotonic(), 1000
-        log.info("stream start %s path=%s streams=%d", peer, ws.request.path.partition("?")[0],
-                 len(self.batcher.streams))
+        log.info("stream start %s path=%s streams=%d", peer, request.path, len(self.batcher.streams))
         try:
             close = await self._converse(ws, stream, session)
         except ProtocolError as error:
             close = error.code
             self.metrics.stream_errors.labels(str(error.code)).inc()
-            await self._refuse(ws, error.code, error.message)
-        except ConnectionClosed:
-            close = ws.close_code if ws.close_code is not None else 1006
+            await self._refuse(ws, peer, error.code, error.message)
+        except (ClientGone, ConnectionError) as gone:
+            close = gone.code if isinstance(gone, ClientGone) else 1006
         except Exception:  # a bug, never the client's fault: this stream ends, the server and other streams go on
             log.exception("stream %s failed", peer)
             close = 1011
-            await self._refuse(ws, 1011, "internal server error")
+            await self._refuse(ws, peer, 1011, "internal server error")
         finally:
             self._handlers.discard(asyncio.current_task())
             self.batcher.close_stream(stream)
             log.info("stream end %s duration=%.1fs audio=%.1fs final_chars=%d close=%s", peer,
                      time.monotonic() - started, session.audio_seconds, session.final_chars, close)
+        return ws
 
-    async def _converse(self, ws: ServerConnection, stream: Stream, session: Session) -> int:
+    async def _converse(self, ws: web.WebSocketResponse, stream: Stream, session: Session) -> int:
         """Read messages, reply to each in order. Returns the close code it ended with."""
         while True:
             message = await self._next_message(ws, session)
             arrived = time.perf_counter()
             if message is None:  # draining: the stream gets its final result, then the server goes away
                 if session.audio_started:
-                    await ws.send(encode(await self._end_of_stream(stream, session)))
-                await ws.close(1001, "server is shutting down")
+                    await ws.send_str(encode(await self._end_of_stream(stream, session)))
+                await ws.close(code=1001, message=b"server is shutting down")
                 return 1001
             session.check_size(message)
             end_of_stream = False
@@ -233,10 +272,10 @@ class RecognitionServer:
                     assert isinstance(command, Eof)
                     end_of_stream = True
                     reply = await self._end_of_stream(stream, session)
-            await ws.send(encode(reply))
+            await ws.send_str(encode(reply))
             self.metrics.reply_seconds.observe(time.perf_counter() - arrived)
             if end_of_stream:
-                await ws.close(1000)
+                await ws.close(code=1000)
                 return 1000
 
     async def _end_of_stream(self, stream: Stream, session: Session) -> dict:
@@ -244,43 +283,51 @@ class RecognitionServer:
         utterances still open, the last one included."""
         return session.end_reply(await self.batcher.submit(stream, session.recognizer, _EMPTY, last=True))
 
-    async def _next_message(self, ws: ServerConnection, session: Session) -> str | bytes | None:
-        """The next message, None once the server drains, or a ProtocolError once the session's deadline for it
-        passes (idle, too long a stream, or too little audio for the time the client kept the stream open)."""
+    async def _next_message(self, ws: web.WebSocketResponse, session: Session) -> str | bytes | None:
+        """The next message, None once the server drains, ClientGone once the client closed, or a ProtocolError
+        once the session's deadline for it passes (idle, too long a stream, or too little audio for the time the
+        client kept the stream open)."""
         timeout, which = session.next_message_deadline()
         waiting = time.monotonic()
-        receive = asyncio.ensure_future(ws.recv())
+        receive = asyncio.ensure_future(ws.receive())
         done, _ = await asyncio.wait({receive, self._drain}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         session.waited += time.monotonic() - waiting
-        if receive in done:
-            return receive.result()
-        receive.cancel()  # cancelling recv() loses no data (websockets documents this)
-        if self._drain.done():
-            return None
-        raise session.timed_out(which)
+        if receive not in done:
+            receive.cancel()  # a cancelled read leaves the message in aiohttp's queue
+            await asyncio.gather(receive, return_exceptions=True)
+            if self._drain.done():
+                return None
+            raise session.timed_out(which)
+        message = receive.result()
+        if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+            return message.data
+        raise ClientGone(ws.close_code if ws.close_code is not None else 1006)
 
     @staticmethod
-    async def _refuse(ws: ServerConnection, code: int, message: str) -> None:
-        log.info("stream error %s: %d %s", ws.remote_address, code, message)
+    async def _refuse(ws: web.WebSocketResponse, peer: str, code: int, message: str) -> None:
+        log.info("stream error %s: %d %s", peer, code, message)
         try:
-            await ws.send(encode(error_reply(message)))
-            await ws.close(code, message[:120])
-        except ConnectionClosed:
+            await ws.send_str(encode(error_reply(message)))
+            await ws.close(code=code, message=message[:120].encode())
+        except ConnectionError:
             pass
 
 
 _EMPTY = np.zeros(0, dtype=np.float32)
 
 
-def _address(connection: ServerConnection) -> str:
+def _address(request: web.Request) -> str:
     """The client's IP address (the per-address stream limit counts by it)."""
-    return str(connection.remote_address[0]) if connection.remote_address else "?"
+    return request.remote or "?"
 
 
-def _response(status: HTTPStatus, body: bytes, content_type: str) -> Response:
-    headers = Headers([("Date", email.utils.formatdate(usegmt=True)), ("Content-Length", str(len(body))),
-                       ("Content-Type", content_type), ("Cache-Control", "no-store")])
-    return Response(status.value, status.phrase, headers, body)
+def _response(status: HTTPStatus, body: bytes, content_type: str) -> web.Response:
+    return web.Response(status=status.value, body=body, headers={"Content-Type": content_type,
+                                                                 "Cache-Control": "no-store"})
+
+
+def _text(status: HTTPStatus, text: str) -> web.Response:
+    return _response(status, text.encode(), "text/plain; charset=utf-8")
 
 
 async def run_server(settings: ServerSettings, model: AcousticModel | None = None) -> None:

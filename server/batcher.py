@@ -13,6 +13,10 @@ the search's cost overlaps the model's instead of adding to it; a message is ans
 searched. With two passes (`asr serve --final-model`), the finals of the messages a step answers go through the
 second pass together, in a third thread: a long utterance's second pass delays other finals, never the partials.
 
+Uploads (`submit(..., background=True)`: a file posted to the OpenAI-compatible endpoint, decoded as a stream of its
+own) wait in a second line that is served only when no live stream has audio waiting: live streams outrank them,
+and an upload takes whatever the live streams leave (at most one slice per upload per step).
+
 Each stream has at most one message here at a time (the app reads a connection's next message only after replying
 to this one), so the audio held per stream is bounded by the message size limit; `asr_pending_audio_bytes` counts
 it.
@@ -67,6 +71,7 @@ class Job:
     finals: list[Transcript] = field(default_factory=list)
     pending: int = 0  # bytes of `samples` counted in the stream's pending_bytes (kept by the event loop's thread)
     settled: bool = False  # its caller has its answer (or went away): no more accounting
+    background: bool = False  # an upload's: served only when no live stream's audio waits
 
 
 class Batcher:
@@ -84,6 +89,8 @@ class Batcher:
         self.streams: set[Stream] = set()
         self._per_address: Counter[str] = Counter()
         self._line: deque[Job] = deque()  # jobs with audio still to decode, served round-robin
+        self._background: deque[Job] = deque()  # uploads' jobs: served when the line is empty
+        self._searches = 0  # steps whose search has not finished
         self._arrived = asyncio.Event()
         self._model_executor = ThreadPoolExecutor(1, thread_name_prefix="model-step")
         self._search_executor = ThreadPoolExecutor(1, thread_name_prefix="search-step")
@@ -146,23 +153,26 @@ class Batcher:
             await asyncio.gather(self._consumer, return_exceptions=True)
         for task in list(self._second_passes):
             task.cancel()
-        for job in self._line:
+        for job in (*self._line, *self._background):
             if not job.future.done():
                 job.future.set_exception(RuntimeError("the server stopped"))
         self._line.clear()
+        self._background.clear()
         self._model_executor.shutdown(wait=True)
         self._search_executor.shutdown(wait=True)
         self._final_executor.shutdown(wait=True)
 
     # --- audio ------------------------------------------------------------------------------------------------------
     async def submit(self, stream: Stream, recognizer: StreamingRecognizer, samples: np.ndarray,
-                     last: bool = False) -> list[Transcript]:
+                     last: bool = False, background: bool = False) -> list[Transcript]:
         """Decode one message's audio (at the stream's rate); returns the utterances it finalised (ending with the
-        stream's last utterance when `last`). One job per stream at a time (the recognizer is not thread-safe)."""
+        stream's last utterance when `last`). One job per stream at a time (the recognizer is not thread-safe).
+        `background`: an upload's audio, decoded only while no live stream's audio waits."""
         samples = np.asarray(samples, dtype=np.float32)
-        job = Job(stream, recognizer, samples, last, asyncio.get_running_loop().create_future(), pending=samples.nbytes)
+        job = Job(stream, recognizer, samples, last, asyncio.get_running_loop().create_future(), pending=samples.nbytes,
+                  background=background)
         self._release(stream, -job.pending)
-        self._line.append(job)
+        (self._background if background else self._line).append(job)
         self._arrived.set()
         try:
             return await job.future
@@ -173,18 +183,21 @@ class Batcher:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            while not self._line:
+            while not self._line and not (self._background and not self._searches):
+                # Nothing live waits, and uploads wait for the last step's search: one search of theirs at a time,
+                # so that a live stream's search never queues behind a backlog of uploads' searches.
                 self._arrived.clear()
                 await self._arrived.wait()
             # Wait a little for more streams to have audio, unless every open stream (up to max_batch) already has.
             deadline = loop.time() + self.max_wait
-            while len(self._line) < min(self.max_batch, len(self.streams)) and loop.time() < deadline:
+            while self._line and len(self._line) < min(self.max_batch, len(self.streams)) and loop.time() < deadline:
                 self._arrived.clear()
                 try:
                     await asyncio.wait_for(self._arrived.wait(), deadline - loop.time())
                 except asyncio.TimeoutError:
                     break
-            batch = [self._line.popleft() for _ in range(min(self.max_batch, len(self._line)))]
+            line = self._line or self._background  # live streams first; uploads when none of them waits
+            batch = [line.popleft() for _ in range(min(self.max_batch, len(line)))]
             batch = [job for job in batch if not job.future.done()]  # a connection that went away
             if not batch:
                 continue
@@ -194,6 +207,7 @@ class Batcher:
                 log.exception("model step failed for a batch of %d streams", len(batch))
                 errors, fed, outputs = [error] * len(batch), [], []
             search = loop.run_in_executor(self._search_executor, self._search_step, fed, outputs)
+            self._searches += 1
             answered = []  # jobs whose audio this step finished: answered once its search is done
             for job, error in zip(batch, errors):
                 if job.settled or job.future.done():
@@ -202,8 +216,8 @@ class Batcher:
                 job.pending = job.samples.nbytes
                 if error is not None:
                     job.future.set_exception(error)
-                elif len(job.samples):
-                    self._line.append(job)  # more of this message: back of the line (its search goes on)
+                elif len(job.samples):  # more of this message: back of its line (its search goes on)
+                    (self._background if job.background else self._line).append(job)
                 else:
                     answered.append(job)
             search.add_done_callback(lambda done, fed=fed, answered=answered: self._searched(fed, answered, done))
@@ -211,6 +225,8 @@ class Batcher:
     def _searched(self, fed: list[Job], answered: list[Job], done: asyncio.Future) -> None:
         """In the event loop, when a step's search is done: answer the jobs whose audio that step finished, once
         their finals are through the second pass (a failed search fails every job of the step)."""
+        self._searches -= 1
+        self._arrived.set()  # uploads may go on
         error = RuntimeError("the server stopped") if done.cancelled() else done.exception()
         if error is not None:
             log.error("search step failed for a batch of %d streams: %s: %s", len(fed), type(error).__name__, error)

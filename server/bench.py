@@ -5,6 +5,7 @@
     python -m server.bench --url ws://127.0.0.1:2700 --streams 4 --model stream   # a server already running
     python -m server.bench --streams 20 --seconds 15 --fast-sender     # beside one client sending 1 MiB messages
     python -m server.bench --find-max --compare-greedy --audio data/real/dev/cv   # real dev speech: greedy and LM
+    python -m server.bench --find-max --upload-seconds 3600    # beside a 1-hour file posted to the OpenAI API
 
 --audio takes files or directories (every audio file below one, at most MAX_AUDIO_FILES, in name order). With
 --compare-greedy, --find-max runs twice in one run, greedy decoding first (`--lm none`, one pass) and then the
@@ -18,7 +19,9 @@ stream's finals, joined, must equal `StreamingRecognizer` on the whole audio (wh
 gives, with `--final-model` when the server has one); the latency of the replies that carry a final is reported
 apart (final_p50/p95/p99: with two passes it includes the second pass). With --fast-sender one more client sends
 --fast-sender-bytes messages of audio back to back (reading its replies as they come) for as long as the measured
-streams run: it must slow only itself. Traffic goes only to 127.0.0.1 unless --url says otherwise; the number of
+streams run: it must slow only itself. With --upload-seconds one more client posts that much of the audio (looped,
+as Ogg Opus) to POST /v1/audio/transcriptions at the start of each run: uploads go behind the live streams, and the
+report's upload_x_real_time says how fast the server decoded it meanwhile. Traffic goes only to 127.0.0.1 unless --url says otherwise; the number of
 streams and runs is bounded.
 """
 from __future__ import annotations
@@ -37,7 +40,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 import numpy as np
+import soundfile as sf
 from websockets.asyncio.client import connect
 
 from asr.audio import SAMPLE_RATE, float_to_pcm16, load_audio, pcm16_to_float
@@ -181,15 +186,43 @@ async def fast_sender(url: str, pcm: bytes, message_bytes: int, stop: asyncio.Ev
         reader.cancel()
 
 
+async def post_upload(url: str, path: str) -> None:
+    """POST the file to the server's OpenAI-compatible endpoint (until it is decoded, or cancelled)."""
+    http = url.replace("ws://", "http://", 1).replace("wss://", "https://", 1).rstrip("/")
+    form = aiohttp.FormData()
+    form.add_field("model", "whisper-1")
+    with open(path, "rb") as audio:
+        form.add_field("file", audio, filename=Path(path).name)
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{http}/v1/audio/transcriptions", data=form) as response:
+                body = await response.text()
+                if response.status != 200:
+                    print(f"  upload: HTTP {response.status}: {body[:200]}", file=sys.stderr)
+
+
+def upload_file(audio: np.ndarray, seconds: float) -> str:
+    """`seconds` of the audio, looped, as an Ogg Opus file (an hour is about 10 MB: under OpenAI's 25 MB)."""
+    path = Path(tempfile.mkdtemp(prefix="bench-upload-")) / "upload.ogg"
+    sf.write(path, pcm16_to_float(stream_audio(audio, 0, seconds)), SAMPLE_RATE, format="OGG", subtype="OPUS")
+    return str(path)
+
+
 async def run_load(url: str, pcms: list[bytes], streams: int, chunk_ms: float,
-                   fast_bytes: int = 0) -> list[StreamResult]:
+                   fast_bytes: int = 0, upload: str | None = None) -> list[StreamResult]:
     loop = asyncio.get_running_loop()
     stop, sent = asyncio.Event(), [0]
     fast = asyncio.create_task(fast_sender(url, pcms[0], fast_bytes, stop, sent)) if fast_bytes else None
-    start = loop.time() + (2.0 if fast else 0.5)  # the fast sender is under way before the measured streams start
+    uploading = asyncio.create_task(post_upload(url, upload)) if upload else None
+    # the fast sender and the upload are under way before the measured streams start
+    start = loop.time() + (2.0 if fast or uploading else 0.5)
     results = [StreamResult() for _ in range(streams)]
     await asyncio.gather(*(run_stream(url, pcms[i % len(pcms)], chunk_ms, start + chunk_ms / 1000 * i / streams,
                                       results[i]) for i in range(streams)))
+    if uploading:
+        if uploading.done() and uploading.exception():
+            print(f"  upload: {uploading.exception()}", file=sys.stderr)
+        uploading.cancel()
+        await asyncio.gather(uploading, return_exceptions=True)
     if fast:
         stop.set()
         try:
@@ -201,23 +234,27 @@ async def run_load(url: str, pcms: list[bytes], streams: int, chunk_ms: float,
     return results
 
 
-_batch_totals = {}  # port -> (sum, count) of the batch size histogram at the previous report
+_last = {}  # port -> (time, batch size sum, batch count, upload audio seconds) at the previous report
 
 
-def mean_batch(port: int | None) -> float | None:
-    """Mean streams per model step since the previous report, from the server's /metrics."""
+def server_rates(port: int | None) -> dict:
+    """Since the previous report, from the server's /metrics: the mean streams per model step, and the seconds of
+    uploaded audio decoded per second (when there were any)."""
     if port is None:
-        return None
+        return {}
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
             text = response.read().decode()
-        total = float(re.search(r"^asr_batch_size_sum (\S+)", text, re.M).group(1))
-        count = float(re.search(r"^asr_batch_size_count (\S+)", text, re.M).group(1))
+        now = (time.monotonic(), *(float(re.search(rf"^{name} (\S+)", text, re.M).group(1)) for name in (
+            "asr_batch_size_sum", "asr_batch_size_count", "asr_upload_audio_seconds_total")))
     except Exception:
-        return None
-    last_total, last_count = _batch_totals.get(port, (0.0, 0.0))
-    _batch_totals[port] = (total, count)
-    return round((total - last_total) / (count - last_count), 2) if count > last_count else None
+        return {}
+    then = _last.get(port, (now[0], 0.0, 0.0, now[3]))
+    _last[port] = now
+    rates = {"mean_batch": round((now[1] - then[1]) / (now[2] - then[2]), 2) if now[2] > then[2] else None}
+    if now[3] > then[3]:
+        rates["upload_x_real_time"] = round((now[3] - then[3]) / (now[0] - then[0]), 1)
+    return rates
 
 
 def report(streams: int, results: list[StreamResult], expected: list[str], port: int | None,
@@ -226,7 +263,7 @@ def report(streams: int, results: list[StreamResult], expected: list[str], port:
     errors = [r.error for r in results if r.error]
     matches = sum(r.text == expected[i % len(expected)] for i, r in enumerate(results) if not r.error)
     summary = {"streams": streams, "chunks": int(latencies.size), "errors": len(errors),
-               "finals_match": f"{matches}/{streams}", "mean_batch": mean_batch(port)}
+               "finals_match": f"{matches}/{streams}", **server_rates(port)}
     if latencies.size:
         for q in (50, 95, 99):
             summary[f"p{q}_ms"] = round(float(np.percentile(latencies, q)), 1)
@@ -309,6 +346,9 @@ def main(argv=None) -> int:
                         help="one more client sends large audio messages back to back beside the measured streams")
     parser.add_argument("--fast-sender-bytes", type=int, default=2**20,
                         help="bytes of PCM16 per fast-sender message (default 1 MiB, 33 s of audio)")
+    parser.add_argument("--upload-seconds", type=float, default=0,
+                        help="one more client posts this much audio (looped, Ogg Opus) to /v1/audio/transcriptions "
+                             "at the start of each run (at most 7200)")
     args = parser.parse_args(argv)
     if not 1 <= args.streams <= MAX_STREAMS or not 1 <= args.start_n <= args.max_n <= MAX_STREAMS:
         parser.error(f"stream counts must be within 1..{MAX_STREAMS}")
@@ -316,9 +356,12 @@ def main(argv=None) -> int:
         parser.error("--seconds must be within (0, 600]")
     if not 2 <= args.fast_sender_bytes <= 2**24:
         parser.error("--fast-sender-bytes must be within 2..16777216")
+    if not 0 <= args.upload_seconds <= 7200:
+        parser.error("--upload-seconds must be within 0..7200")
     fast_bytes = args.fast_sender_bytes if args.fast_sender else 0
 
     audio = bench_audio(args.audio)
+    args.upload = upload_file(audio, args.upload_seconds) if args.upload_seconds else None
     if args.compare_greedy:
         if not args.find_max or args.url:
             parser.error("--compare-greedy goes with --find-max and a server of its own (no --url)")
@@ -353,16 +396,18 @@ def measure(args, audio: np.ndarray, server_args: list[str], fast_bytes: int) ->
     server = None if args.url else LocalServer(args.model, most + 9, server_args)
     url = args.url or f"ws://127.0.0.1:{server.port}"
     port = server.port if server else None
+    server_rates(port)  # the metrics' starting point
     try:
         if not args.find_max:
-            results = asyncio.run(run_load(url, pcms, args.streams, args.chunk_ms, fast_bytes))
+            results = asyncio.run(run_load(url, pcms, args.streams, args.chunk_ms, fast_bytes, args.upload))
             summary = report(args.streams, results, expected, port, server)
             ok = summary["errors"] == 0 and summary["finals_match"] == f"{args.streams}/{args.streams}"
             return args.streams if ok else None
         good, bad, n, runs = 0, None, args.start_n, 0
         while runs < MAX_RUNS:
             runs += 1
-            summary = report(n, asyncio.run(run_load(url, pcms, n, args.chunk_ms, fast_bytes)), expected, port, server)
+            results = asyncio.run(run_load(url, pcms, n, args.chunk_ms, fast_bytes, args.upload))
+            summary = report(n, results, expected, port, server)
             ok = summary["errors"] == 0 and summary.get("p95_ms", 1e9) <= args.p95_limit_ms
             good, bad = (max(good, n), bad) if ok else (good, n if bad is None else min(bad, n))
             if bad is None:

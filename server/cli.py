@@ -26,13 +26,16 @@ SERVE_EPILOG = """\
 Protocol: Vosk's websocket protocol (PROTOCOL.md). Send an optional {"config": {"sample_rate": 8000}}, then
 binary 16-bit mono PCM; each message gets {"partial": ...} or a final {"text": ..., "result": [...]};
 {"eof": 1} ends the stream with its final result. GET / is a browser microphone page, /healthz and /metrics
-(Prometheus) are for operators. SIGTERM drains: open streams get their final result, then the server exits.
+(Prometheus) are for operators. The same port answers OpenAI's POST /v1/audio/transcriptions and GET /v1/models
+(the token is the API key); --wyoming-port adds Home Assistant's Wyoming protocol on a TCP port of its own.
+SIGTERM drains: open streams get their final result, then the server exits.
 
 examples:
   asr serve                                   # ws://127.0.0.1:2700, shipped "stream" model
   asr serve --host 0.0.0.0 --port 2700 --max-streams 100 --max-streams-per-address 4
   ASR_TOKEN=s3cret asr serve --tls-cert cert.pem --tls-key key.pem
   asr serve --model runs/stream/best.pt --max-batch 64 --max-wait-ms 20
+  asr serve --host 0.0.0.0 --wyoming-port 10300   # Home Assistant: Wyoming Protocol integration, port 10300
 """
 
 STREAM_EPILOG = """\
@@ -51,7 +54,8 @@ examples:
 def register_serve(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "serve", help=COMMAND_HELP["serve"], epilog=SERVE_EPILOG,
-        description="Serve streaming speech recognition over websockets, with a browser page at GET /.",
+        description="Serve streaming speech recognition over websockets (Vosk's protocol), OpenAI's transcription "
+                    "API and Wyoming, with a browser page at GET /.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)  # every server setting: server/settings.py
     _option(parser, "--log-level", "ASR_LOG_LEVEL", "INFO", str.upper, help="logging level")
@@ -65,7 +69,7 @@ def run_serve(args) -> int:
 
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # no-op under `asr`, which set it
     logging.getLogger().setLevel(args.log_level)
-    logging.getLogger("websockets").setLevel(logging.WARNING)  # it logs every connection; we log streams
+    logging.getLogger("aiohttp").setLevel(logging.WARNING)  # we log streams and uploads ourselves
     try:
         settings = from_args(args)
         asyncio.run(run_server(settings))

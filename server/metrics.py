@@ -41,6 +41,10 @@ class Metrics:
                                               "--final-model (two passes)", registry=r)
         self.second_pass_seconds = Histogram("asr_second_pass_seconds", "Wall time of one batch of second-pass "
                                              "finals", buckets=LATENCY_BUCKETS, registry=r)
+        self.uploads = Counter("asr_uploads", "Files posted to /v1/audio/transcriptions, by HTTP status",
+                               ["status"], registry=r)
+        self.upload_audio_seconds = Counter("asr_upload_audio_seconds", "Seconds of uploaded audio decoded (behind "
+                                            "the live streams)", registry=r)
         self.reply_seconds = Histogram("asr_reply_latency_seconds", "From a message's arrival to its reply sent",
                                        buckets=LATENCY_BUCKETS, registry=r)
 

@@ -64,6 +64,9 @@ class ServerSettings:
     tls_key: str | None = None
     lm: str | None = "default"  # LM directory for the beam search ("default": the shipped one); None: greedy
     final_model: str | None = None  # a bidirectional model for each utterance's final (two passes); None: one pass
+    wyoming_port: int | None = None  # TCP port of the Wyoming ASR service (Home Assistant); None: no Wyoming
+    max_upload_bytes: int = 25 * 1024 * 1024  # a file posted to /v1/audio/transcriptions (OpenAI's limit)
+    max_uploads: int = 2  # uploads decoded at once; 4x as many may wait their turn (more get HTTP 429)
     endpointing: Endpointing = field(default_factory=Endpointing)
     search: BeamSearchOptions = field(default_factory=BeamSearchOptions)
     limits: StreamLimits = field(default_factory=StreamLimits)
@@ -75,7 +78,9 @@ class ServerSettings:
     def __post_init__(self):
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port {self.port} is outside 0..65535")
-        for name in ("max_batch", "max_streams", "threads"):
+        if self.wyoming_port is not None and not 0 <= self.wyoming_port <= 65535:
+            raise ValueError(f"wyoming port {self.wyoming_port} is outside 0..65535")
+        for name in ("max_batch", "max_streams", "threads", "max_upload_bytes", "max_uploads"):
             if not getattr(self, name) >= 1:
                 raise ValueError(f"{name} {getattr(self, name)!r} must be at least 1")
         if not (self.max_streams_per_address >= 0 and self.max_wait_ms >= 0 and math.isfinite(self.max_wait_ms)):
@@ -148,6 +153,12 @@ OPTIONS = [
     ("--final-model", "final_model", model_argument,
      "two passes: each utterance's final from this bidirectional model (offline or a checkpoint path), partials from "
      "--model; none: one pass"),
+    ("--wyoming-port", "wyoming_port", _port,
+     "also serve the Wyoming protocol (Home Assistant) on this TCP port, same host, models and limits"),
+    ("--max-upload-bytes", "max_upload_bytes", positive(int),
+     "largest file POST /v1/audio/transcriptions takes (bigger: HTTP 413)"),
+    ("--max-uploads", "max_uploads", positive(int),
+     "uploaded files decoded at once, behind the live streams; 4x as many may wait, more get HTTP 429"),
     ("--token", "token", str, "shared secret clients must send (Authorization: Bearer T or ?token=T)"),
     ("--tls-cert", "tls_cert", str, "PEM certificate: serve wss:// and https://"),
     ("--tls-key", "tls_key", str, "PEM private key for --tls-cert"),

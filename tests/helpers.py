@@ -1,13 +1,17 @@
 """Helpers the tests import (fixtures stay in conftest.py): speech made by espeak-ng, and the transcript a stream of
-some audio must end with."""
+some audio must end with, and real-time websocket clients that time their replies."""
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
 import soundfile as sf
+from websockets.sync.client import connect
 
 from asr.audio import SAMPLE_RATE, load_audio, pcm16_to_float
 from asr.lm_decoding import Decoding
@@ -15,6 +19,7 @@ from asr.recognizer import Endpointing
 from asr.transcribe import transcribe_audio
 from server.settings import ServerSettings
 
+CHUNK = SAMPLE_RATE // 5 * 2  # 200 ms of PCM16
 SENTENCES = {
     "hello": "hello world this is a test",
     "weather": "the weather is nice today and the sun is shining",
@@ -38,3 +43,32 @@ def stream_transcript(model, pcm: bytes, sample_rate: int = SAMPLE_RATE,
     """What `asr transcribe --model stream` (and a server with the same settings: by default, beam search with the
     shipped LM) gives for a whole PCM16 recording at `sample_rate`."""
     return transcribe_audio(model, pcm16_to_float(pcm), sample_rate, endpointing, decoding).text
+
+
+def realtime_latencies(url: str, pcm: bytes, streams: int, seconds: float) -> list[float]:
+    """`streams` clients, each sending 200 ms chunks in real time and timing each reply."""
+    latencies, errors = [], []
+
+    def client(i):
+        try:
+            with connect(url) as ws:
+                start = time.monotonic() + 0.2 * i / streams
+                for n in range(int(seconds * 5)):
+                    time.sleep(max(0.0, start + 0.2 * n - time.monotonic()))
+                    offset = (n * CHUNK + i * 7 * CHUNK) % (len(pcm) - CHUNK)
+                    sent = time.perf_counter()
+                    ws.send(pcm[offset : offset + CHUNK])
+                    assert "error" not in json.loads(ws.recv(timeout=60))
+                    latencies.append(time.perf_counter() - sent)
+                ws.send('{"eof": 1}')
+                ws.recv(timeout=60)
+        except Exception as error:  # noqa: BLE001  (reported below)
+            errors.append(error)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(streams)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=seconds + 120)
+    assert not errors, errors
+    return latencies

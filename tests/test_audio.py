@@ -11,6 +11,7 @@ from asr.audio import (
     float_to_pcm16,
     load_audio,
     pcm16_to_float,
+    pcm_to_float,
     resample,
 )
 
@@ -73,3 +74,18 @@ def test_pcm16_round_trip_and_rate_checks():
         check_sample_rate(4000)
     with pytest.raises(ValueError, match="not a whole number"):
         check_sample_rate("16000")
+
+
+def test_pcm_of_any_width_and_channels_to_mono_float():
+    """Wyoming clients declare their PCM: 1-byte unsigned, 2- and 4-byte signed, any number of channels."""
+    assert pcm_to_float(bytes([0, 128, 255]), width=1).tolist() == [-1.0, 0.0, 127 / 128]
+    ints = np.array([-2**31, 0, 2**30], dtype="<i4")
+    assert pcm_to_float(ints.tobytes(), width=4).tolist() == [-1.0, 0.0, 0.5]
+    stereo = np.array([[1000, 3000], [-32768, 32767]], dtype="<i2")  # two frames, left and right
+    np.testing.assert_allclose(pcm_to_float(stereo.tobytes(), 2, 2), [2000 / 32768, -0.5 / 32768])
+    audio = tone(0.1)
+    np.testing.assert_array_equal(pcm_to_float(float_to_pcm16(audio)), pcm16_to_float(float_to_pcm16(audio)))
+    with pytest.raises(ValueError, match="not whole frames"):
+        pcm_to_float(b"\0\0\0", 2, 1)
+    with pytest.raises(ValueError, match="3 bytes a sample"):
+        pcm_to_float(b"\0\0\0", 3, 1)

@@ -15,11 +15,11 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from asr.audio import SAMPLE_RATE, float_to_pcm16, load_audio
+from asr.audio import float_to_pcm16, load_audio
 from server.app import ServerThread
 from server.settings import ServerSettings, StreamLimits
+from tests.helpers import CHUNK, realtime_latencies
 
-CHUNK = SAMPLE_RATE // 5 * 2  # 200 ms of PCM16
 
 
 def error_and_close(ws, timeout: float = 10) -> tuple[str, int]:
@@ -45,35 +45,6 @@ def long_pcm(long_speech) -> bytes:
 
 
 # --- fair scheduling ----------------------------------------------------------------------------------------------
-def realtime_latencies(url: str, pcm: bytes, streams: int, seconds: float) -> list[float]:
-    """`streams` clients, each sending 200 ms chunks in real time and timing each reply."""
-    latencies, errors = [], []
-
-    def client(i):
-        try:
-            with connect(url) as ws:
-                start = time.monotonic() + 0.2 * i / streams
-                for n in range(int(seconds * 5)):
-                    time.sleep(max(0.0, start + 0.2 * n - time.monotonic()))
-                    offset = (n * CHUNK + i * 7 * CHUNK) % (len(pcm) - CHUNK)
-                    sent = time.perf_counter()
-                    ws.send(pcm[offset : offset + CHUNK])
-                    assert "error" not in json.loads(ws.recv(timeout=60))
-                    latencies.append(time.perf_counter() - sent)
-                ws.send('{"eof": 1}')
-                ws.recv(timeout=60)
-        except Exception as error:  # noqa: BLE001  (reported below)
-            errors.append(error)
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(streams)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=seconds + 120)
-    assert not errors, errors
-    return latencies
-
-
 def test_a_fast_sender_slows_only_itself(server, long_pcm):
     """Clean real-time streams beside one client that sends 1 MiB messages (33 s of audio each) back to back:
     their reply latency stays within a bound of the same streams without it, and the audio the server holds for
