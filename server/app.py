@@ -210,7 +210,7 @@ class RecognitionServer:
         ws = web.WebSocketResponse(max_msg_size=2 * limit, compress=False, heartbeat=PING_INTERVAL,
                                    writer_limit=1 << 16)
         await ws.prepare(request)
-        peer = f"{request.remote}:{request.transport.get_extra_info('peername', ('?', '?'))[1]}"
+        peer = _peer(request)
         if self.draining:  # raced past the handshake's checks
             await self._refuse(ws, peer, TRY_AGAIN_LATER, "server is shutting down; try again later")
             return ws
@@ -314,6 +314,12 @@ class RecognitionServer:
 
 
 _EMPTY = np.zeros(0, dtype=np.float32)
+
+
+def _peer(request: web.Request) -> str:
+    """The client's address and port, for the log."""
+    peername = request.transport.get_extra_info("peername") if request.transport else None
+    return "%s:%s" % tuple(peername[:2]) if peername else _address(request)
 
 
 def _address(request: web.Request) -> str:

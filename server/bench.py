@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -245,10 +246,11 @@ def server_rates(port: int | None) -> dict:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
             text = response.read().decode()
-        now = (time.monotonic(), *(float(re.search(rf"^{name} (\S+)", text, re.M).group(1)) for name in (
-            "asr_batch_size_sum", "asr_batch_size_count", "asr_upload_audio_seconds_total")))
     except Exception:
         return {}
+    values = [re.search(rf"^{name} (\S+)", text, re.M) for name in (
+        "asr_batch_size_sum", "asr_batch_size_count", "asr_upload_audio_seconds_total")]
+    now = (time.monotonic(), *(float(value.group(1)) if value else 0.0 for value in values))
     then = _last.get(port, (now[0], 0.0, 0.0, now[3]))
     _last[port] = now
     rates = {"mean_batch": round((now[1] - then[1]) / (now[2] - then[2]), 2) if now[2] > then[2] else None}
@@ -275,6 +277,7 @@ def report(streams: int, results: list[StreamResult], expected: list[str], port:
             summary[f"final_p{q}_ms"] = round(float(np.percentile(finals, q)), 1)
     if server is not None:
         summary["server_rss_mb"], summary["server_peak_rss_mb"] = server.rss_mb()
+        summary["server_cpu_s"] = server.cpu_used()
     print(json.dumps(summary), flush=True)
     for error in errors[:3]:
         print(f"  stream error: {error}", file=sys.stderr)
@@ -300,6 +303,8 @@ class LocalServer:
                 break
         else:
             sys.exit(f"bench: the server did not start (exit code {self.process.wait()})")
+        self._cpu = None
+        self.cpu_used()  # the starting point
         # keep reading its log so that the pipe never fills up; show only warnings and errors
         threading.Thread(target=self._relay, daemon=True).start()
 
@@ -316,6 +321,21 @@ class LocalServer:
             return None, None
         values = [re.search(rf"^{key}:\s+(\d+) kB", status, re.M) for key in ("VmRSS", "VmHWM")]
         return tuple(round(int(v.group(1)) / 1024, 1) if v else None for v in values)
+
+    def cpu_used(self) -> float | None:
+        """CPU seconds the server process used since the last call (user and system, all threads; Linux /proc):
+        with the audio streamed, the server's cost per stream, steadier than latency on a noisy machine."""
+        now = self._cpu_seconds()
+        used = None if now is None or self._cpu is None else round(now - self._cpu, 1)
+        self._cpu = now
+        return used
+
+    def _cpu_seconds(self) -> float | None:
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self):
         self.process.terminate()

@@ -174,6 +174,10 @@ class OpenAIApi:
                     fields.setdefault(part.name or "", []).append(await self._field(part))
             else:
                 raise UploadError(400, f"more than {MAX_FIELDS} form fields")
+        except (ValueError, AssertionError) as error:  # aiohttp's word for a malformed multipart body
+            if path is not None:
+                os.unlink(path)
+            raise UploadError(400, f"malformed multipart form: {error}") from None
         except BaseException:
             if path is not None:
                 os.unlink(path)

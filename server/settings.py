@@ -19,10 +19,10 @@ from asr.lm_decoding import BeamSearchOptions, Decoding
 from asr.recognizer import Endpointing
 
 # Measured, not guessed: on the project's 2-core CPU the shipped `stream` model with the LM on (the default) served
-# 81 to 93 concurrent real-time streams at p95 reply latency <= 250 ms on a slow day (three runs), models of the same
-# size 87 to 125 on other days (README, Benchmarks: `python -m server.bench --find-max`; the VM's neighbours move it).
-# 80 is below every measured capacity, and keeps room on most days for slower clients, TLS and long messages.
-DEFAULT_MAX_STREAMS = 80
+# 68 to 93 concurrent real-time streams of Common Voice speech at p95 reply latency <= 250 ms on slow days (README,
+# Benchmarks: `python -m server.bench --find-max`; the VM's neighbours move it), models of the same size up to 125 on
+# other days. 64 is below every measured capacity, and keeps room on most days for slower clients, TLS and uploads.
+DEFAULT_MAX_STREAMS = 64
 
 
 @dataclass(frozen=True)

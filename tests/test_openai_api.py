@@ -3,8 +3,12 @@ times as `asr transcribe`, server-sent events, OpenAI's error shape for bad requ
 streams."""
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 import threading
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import openai
@@ -19,6 +23,7 @@ from server.settings import ServerSettings
 from tests.helpers import realtime_latencies
 
 TOKEN = "s3cret"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +86,18 @@ def test_stream_true_sends_deltas_that_add_up_to_the_text(client, long_speech, e
     deltas = [e.delta for e in events if e.type == "transcript.text.delta"]
     assert len(deltas) >= 3 and events[-1].type == "transcript.text.done"
     assert "".join(deltas) == events[-1].text == expected.text
+
+
+def test_the_readmes_sdk_script_runs_unmodified(server, stream_model):
+    """The README's example, run as a user would (only its address and key point at the test server)."""
+    (script,) = [block for block in re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+                 if "OpenAI(" in block]
+    script = script.replace("http://127.0.0.1:2700", f"http://127.0.0.1:{server.port}")
+    script = re.sub(r'api_key="[^"]*"', f'api_key="{TOKEN}"', script)
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-500:]
+    expected = transcribe_file(stream_model, ROOT / "samples" / "weather.flac", decoding=ServerSettings().decoding)
+    assert result.stdout == expected.text + "\n"
 
 
 def test_models_lists_the_served_model(client):
