@@ -120,6 +120,7 @@ class WyomingService:
                 self.server.batcher.close_stream(recording.stream)
             self._connections.discard(asyncio.current_task())
             writer.close()
+            log.info("wyoming connection end %s:%s", *peer[:2])
 
     async def _handle(self, event: Event, writer: asyncio.StreamWriter, address: str,
                       recording: Recording | None) -> Recording | None:

@@ -153,3 +153,36 @@ def test_the_real_teacher_labels_speech_resumably(tmp_path):
     shard = next((out / "labels").glob("*.jsonl"))
     size = shard.stat().st_size
     assert pl.main(args) == 0 and shard.stat().st_size == size, "a rerun labels nothing twice"
+
+
+def test_flag_lists_the_transcripts_both_teachers_contradict(tmp_path):
+    """speechocean762's learners read prompts and sometimes say something else; the flag lists such utterances for
+    `asr train --exclude-utterances`, and never moves the filter `choose` measures on the labelled clips."""
+    flagged = [
+        # both teachers hear the same, far from the prompt: flagged
+        record("flag/train/1-1-0001", "WE EAT APPLES", "WE HEAT HAPPENS", "WE HEAT HAPPENS", 0.6, seconds=2.0),
+        # the teachers disagree with each other: not flagged (they are no evidence)
+        record("flag/train/1-1-0002", "CALL ME AT FIVE", "COLD MEAT FINE", "CALL ME AT FIVE", 0.5),
+        # they agree with the transcript but for one word: not flagged (under --min-wer)
+        record("flag/train/1-1-0003", "ONE TWO THREE FOUR", "ONE TWO TREE FOUR", "ONE TWO TREE FOUR", 0.7),
+        # another corpus: not asked for
+        record("flag/other/2-1-0001", "YES", "NO", "NO", 0.9),
+    ]
+    write_labels(tmp_path, LABELLED + flagged)
+    rows = pl.flag(tmp_path, [tmp_path / "train"], agreement=0.1, min_wer=0.5, teachers=pl.TEACHERS)
+    assert [(r["id"], r["wer"]) for r in rows] == [("1-1-0001", 0.667)]
+    lines = (tmp_path / "flagged.tsv").read_text().splitlines()
+    assert lines[1].split("\t") == ["1-1-0001", "train", "0.667", "WE EAT APPLES", "WE HEAT HAPPENS"]
+    assert pl.choose(tmp_path, 0.0, pl.TEACHERS)["labelled_clips"] == len(LABELLED)
+
+
+def test_training_leaves_out_the_listed_utterances(tmp_path):
+    from training.librispeech import Utterance
+    from training.train import _without
+
+    utterances = [Utterance(f"1-1-000{i}", f"{i}.wav", 1.0, "A", "1") for i in range(3)]
+    (tmp_path / "flagged.tsv").write_text("id\tcorpus\n1-1-0001\ttrain\n")
+    assert [u.id for u in _without(utterances, str(tmp_path / "flagged.tsv"))] == ["1-1-0000", "1-1-0002"]
+    assert _without(utterances, "") == utterances
+    with pytest.raises(SystemExit, match="missing.tsv"):
+        _without(utterances, str(tmp_path / "missing.tsv"))

@@ -42,6 +42,8 @@ class TrainConfig:
     out: str = "runs/model"
     model: ModelDims = TRAIN_MODEL
     init: str = option("", "start from this checkpoint's weights (same dims; fine-tuning)", metavar="CHECKPOINT")
+    exclude_utterances: str = option("", "leave out the training utterances whose ids this file lists (first "
+                                     "column; e.g. the flagged.tsv of training.pseudo_label flag)", metavar="FILE")
     teacher: str = option("", "distil this trained model's outputs too (training.distill), e.g. the offline model "
                           "into the stream model", metavar="CHECKPOINT")
     distill_weight: float = option(0.5, "with --teacher: weight of the distillation loss beside CTC's")

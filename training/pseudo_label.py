@@ -8,6 +8,8 @@
     python -m training.pseudo_label choose --out data/pseudo --max-label-wer 0.05
     # 3. corpus: the unlabelled clips that pass it, as a LibriSpeech-layout subset (FLAC, teacher text)
     python -m training.pseudo_label corpus --out data/pseudo --real ../shared/data/real --suite data/real
+    # flag: training utterances whose transcript both teachers contradict -> OUT/flagged.tsv (resumable)
+    python -m training.pseudo_label flag --out data/pseudo --corpus data/real/train
 
 Sources: --labelled DIR (LibriSpeech layout: --per-corpus clips of each, picked by a hash of the id, none of a
 --suite dev or test speaker; their labels only measure the filter, they never enter the corpus), --common-voice DIR
@@ -252,7 +254,8 @@ def teacher_wer(records: list[dict], teacher: str) -> float:
 
 
 def choose(out: Path, max_label_wer: float, teachers: tuple[str, str]) -> dict:
-    records = [r for r in read_labels(out).values() if r.get("reference") and "teachers" in r]
+    records = [r for r in read_labels(out).values()
+               if r.get("reference") and "teachers" in r and r["key"].startswith("labelled/")]
     if not records:
         raise SystemExit(f"choose: no labelled clips in {_labels_dir(out)}: run `label --labelled DIR` first")
     rows = grid(records, teachers)
@@ -329,6 +332,42 @@ def write_corpus(out: Path, real: Path | None, suite: Path | None) -> list[Utter
     return utterances
 
 
+# --------------------------------------------------------------------------------------------------------------- flag
+
+def flag_clips(folder: Path) -> list[Clip]:
+    """Every utterance of a training corpus (LibriSpeech layout), to be heard by the teachers."""
+    return [Clip(f"flag/{folder.name}/{u.id}", u.path, u.text) for u in load_manifest(folder)]
+
+
+def flag(out: Path, corpora: list[Path], agreement: float, min_wer: float, teachers: tuple[str, str]) -> list[dict]:
+    """The utterances of `corpora` whose transcript the teachers contradict: both agree with each other (mutual
+    WER at most `agreement`) and the second one's text differs from the transcript by a WER of at least `min_wer`.
+    Writes OUT/flagged.tsv (id, corpus, WER, transcript, teacher) and returns its rows."""
+    names = {folder.name for folder in corpora}
+    records = [r for r in read_labels(out).values() if r["key"].startswith("flag/") and "teachers" in r
+               and r["key"].split("/")[1] in names]
+    rows, totals = [], {name: [0, 0, 0.0] for name in sorted(names)}   # utterances, flagged, flagged hours
+    for record in records:
+        corpus, utterance = record["key"].split("/")[1:]
+        totals[corpus][0] += 1
+        first, second = (record["teachers"][t]["text"] for t in teachers)
+        if not second or mutual_wer(first, second) > agreement:
+            continue
+        wer = error_rates([record["reference"]], [second])["wer"]
+        if wer >= min_wer:
+            rows.append({"id": utterance, "corpus": corpus, "wer": round(wer, 3), "transcript": record["reference"],
+                         "teacher": second})
+            totals[corpus][1] += 1
+            totals[corpus][2] += record["seconds"] / 3600
+    rows.sort(key=lambda r: (r["corpus"], r["id"]))
+    with open(out / "flagged.tsv", "w", encoding="utf-8") as f:
+        f.write("id\tcorpus\twer\ttranscript\tteacher\n")
+        f.writelines(f"{r['id']}\t{r['corpus']}\t{r['wer']}\t{r['transcript']}\t{r['teacher']}\n" for r in rows)
+    for corpus, (heard, flagged, hours) in totals.items():
+        log.info("%s: %d of %d utterances flagged (%.2f h)", corpus, flagged, heard, hours)
+    return rows
+
+
 # --------------------------------------------------------------------------------------------------------------- main
 
 def main(argv: list[str] | None = None) -> int:
@@ -355,6 +394,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--real", type=Path, help="the shared corpora (for held-out speakers' ids)")
     p.add_argument("--suite", type=Path, help="the dev suite of training.real_speech (held-out speakers, sentences)")
+    p = commands.add_parser("flag", help="training utterances whose transcript both teachers contradict")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--corpus", type=Path, nargs="+", required=True, metavar="DIR",
+                   help="training corpora (LibriSpeech layout): every utterance is heard (resumable)")
+    p.add_argument("--agreement", type=float, default=0.1, help="the teachers' mutual WER at most (0.1)")
+    p.add_argument("--min-wer", type=float, default=0.5,
+                   help="flag when the teacher's text is at least this WER from the transcript (0.5)")
+    p.add_argument("--teachers", nargs=2, default=TEACHERS, metavar=("FIRST", "SECOND"))
+    p.add_argument("--jobs", type=int, default=2, help="processes, one thread each (default 2)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     if args.command == "label":
@@ -369,6 +417,11 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "choose":
         chosen = choose(args.out, args.max_label_wer, tuple(args.teachers))
         print(json.dumps({k: v for k, v in chosen.items() if k != "grid"}, indent=1))
+    elif args.command == "flag":
+        clips = [c for folder in args.corpus for c in flag_clips(folder)]
+        log.info("labelled %d clips now", label(clips, args.out, tuple(args.teachers), args.jobs))
+        rows = flag(args.out, args.corpus, args.agreement, args.min_wer, tuple(args.teachers))
+        print(f"{len(rows)} utterances flagged: {args.out / 'flagged.tsv'} (asr train --exclude-utterances)")
     else:
         write_corpus(args.out, args.real, args.suite)
     return 0

@@ -33,7 +33,7 @@ from training.data import (Batch, UtteranceDataset, bucket_batches, spec_augment
                            warp_frequencies)
 from training.distill import Teacher, distillation_loss
 from training.evaluate import evaluate_dataset
-from training.librispeech import load_manifests
+from training.librispeech import Utterance, load_manifests
 
 log = logging.getLogger("training")
 
@@ -44,6 +44,21 @@ def get_lr(step: int, config: TrainConfig) -> float:
         return config.lr * (step + 1) / config.warmup
     progress = min(1.0, (step - config.warmup) / max(1, config.steps - config.warmup))
     return config.lr * (config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _without(utterances: list[Utterance], exclude_file: str) -> list[Utterance]:
+    """The utterances whose ids the file's first column does not list (all of them without a file)."""
+    if not exclude_file:
+        return utterances
+    try:
+        lines = Path(exclude_file).read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise SystemExit(f"--exclude-utterances {exclude_file}: {error.strerror}") from None
+    excluded = {line.split("\t")[0].strip() for line in lines if line.strip() and not line.startswith("#")}
+    kept = [u for u in utterances if u.id not in excluded]
+    log.info("--exclude-utterances: %d of %d training utterances left out", len(utterances) - len(kept),
+             len(utterances))
+    return kept
 
 
 def feature_statistics(dataset: UtteranceDataset, max_utterances: int = 300) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,7 +133,8 @@ class Trainer:
                              "(the teacher's outputs are frame-aligned with the untrimmed audio)")
         if not 0.0 <= config.freq_warp < 0.5:
             raise SystemExit(f"--freq-warp {config.freq_warp}: give a fraction from 0 (off) to below 0.5")
-        self.train_set = UtteranceDataset(load_manifests(config.train), config.model.stack,
+        self.train_set = UtteranceDataset(_without(load_manifests(config.train), config.exclude_utterances),
+                                          config.model.stack,
                                           config.max_utterance_seconds, cache=config.cache_features,
                                           join=config.join_utterances, seed=config.seed)
         if len(self.train_set) == 0:
