@@ -80,6 +80,16 @@ def test_verbose_json_has_word_times_and_a_segment_per_utterance(client, long_sp
     assert all(s.avg_logprob <= 0 and s.compression_ratio > 0 for s in result.segments)
 
 
+def test_an_mp3_upload_equals_asr_transcribe_of_the_mp3(client, stream_model, long_speech, tmp_path):
+    """MP3 (what phones and most tools send) goes through ffmpeg, whole, as `asr transcribe` reads it."""
+    mp3 = tmp_path / "talk.mp3"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(long_speech), "-b:a", "64k", str(mp3)], check=True)
+    with open(mp3, "rb") as audio:
+        result = client.audio.transcriptions.create(model="stream", file=audio)
+    expected = transcribe_file(stream_model, mp3, decoding=ServerSettings().decoding)
+    assert result.text == expected.text and len(expected.text.split()) > 20
+
+
 def test_stream_true_sends_deltas_that_add_up_to_the_text(client, long_speech, expected):
     with open(long_speech, "rb") as audio:
         events = list(client.audio.transcriptions.create(model="stream", file=audio, stream=True))
