@@ -281,7 +281,7 @@ class RecognitionServer:
     async def _end_of_stream(self, stream: Stream, session: Session) -> dict:
         """The one way a stream ends (eof or drain): the recognizer is told no more audio comes and returns the
         utterances still open, the last one included."""
-        return session.end_reply(await self.batcher.submit(stream, session.recognizer, _EMPTY, last=True))
+        return session.end_reply(await self.batcher.finish(stream, session.recognizer))
 
     async def _next_message(self, ws: web.WebSocketResponse, session: Session) -> str | bytes | None:
         """The next message, None once the server drains, ClientGone once the client closed, or a ProtocolError
@@ -311,9 +311,6 @@ class RecognitionServer:
             await ws.close(code=code, message=message[:120].encode())
         except ConnectionError:
             pass
-
-
-_EMPTY = np.zeros(0, dtype=np.float32)
 
 
 def _peer(request: web.Request) -> str:

@@ -40,6 +40,7 @@ from asr.second_pass import PendingFinal, SecondPass
 log = logging.getLogger("server")
 
 SLICE_SECONDS = 1.0  # the most audio of one stream that one model step takes
+_EMPTY = np.zeros(0, dtype=np.float32)
 
 
 class StreamRefused(Exception):
@@ -179,6 +180,11 @@ class Batcher:
         finally:  # done, failed, or the connection went away: what is left of its audio no longer counts
             self._release(stream, job.pending)
             job.pending, job.settled = 0, True
+
+    async def finish(self, stream: Stream, recognizer: StreamingRecognizer, background: bool = False) -> list[Transcript]:
+        """No more audio comes for this stream: the utterances still open, its last one included (every protocol's
+        end of a stream)."""
+        return await self.submit(stream, recognizer, _EMPTY, last=True, background=background)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

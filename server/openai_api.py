@@ -174,20 +174,14 @@ class OpenAIApi:
                     fields.setdefault(part.name or "", []).append(await self._field(part))
             else:
                 raise UploadError(400, f"more than {MAX_FIELDS} form fields")
-        except (ValueError, AssertionError) as error:  # aiohttp's word for a malformed multipart body
-            if path is not None:
-                os.unlink(path)
-            raise UploadError(400, f"malformed multipart form: {error}") from None
-        except BaseException:
-            if path is not None:
-                os.unlink(path)
-            raise
-        if path is None:
-            raise UploadError(400, "the form has no 'file' field: send the audio as 'file'", param="file")
-        try:
+            if path is None:
+                raise UploadError(400, "the form has no 'file' field: send the audio as 'file'", param="file")
             return _check_fields(TranscriptionRequest(path, filename), fields, self.model_names)
-        except UploadError:
-            os.unlink(path)
+        except BaseException as error:  # the upload is refused: its file goes
+            if path is not None:
+                os.unlink(path)
+            if isinstance(error, (ValueError, AssertionError)):  # aiohttp's word for a malformed multipart body
+                raise UploadError(400, f"malformed multipart form: {error}") from None
             raise
 
     async def _save(self, part: BodyPartReader, filename: str) -> str:
@@ -266,7 +260,7 @@ class OpenAIApi:
             finals = await self.server.batcher.submit(stream, recognizer, block, background=True)
             self.server.metrics.upload_audio_seconds.inc(len(block) / SAMPLE_RATE)
             yield finals
-        yield await self.server.batcher.submit(stream, recognizer, _EMPTY, last=True, background=True)
+        yield await self.server.batcher.finish(stream, recognizer, background=True)
 
     async def _events(self, request: web.Request, form: TranscriptionRequest, first: list[Transcript],
                       utterances: AsyncIterator[list[Transcript]]) -> web.StreamResponse:
@@ -384,6 +378,3 @@ def _unauthorized() -> UploadError:
 def _too_big(limit: int) -> UploadError:
     return UploadError(413, f"file is larger than the server's limit of {limit} bytes", param="file",
                        code="file_too_large")
-
-
-_EMPTY = np.zeros(0, dtype=np.float32)

@@ -184,7 +184,7 @@ class WyomingService:
         return samples
 
     async def _finish(self, writer: asyncio.StreamWriter, recording: Recording) -> None:
-        finals = await self.server.batcher.submit(recording.stream, recording.recognizer, _EMPTY, last=True)
+        finals = await self.server.batcher.finish(recording.stream, recording.recognizer)
         await self._send_chunks(writer, recording, finals)
         await async_write_event(TranscriptStop().event(), writer)
         await async_write_event(WyomingTranscript(text=" ".join(recording.texts), language="en").event(), writer)
@@ -260,6 +260,3 @@ def _format(data: dict, limits) -> tuple[int, int, int]:
         raise WyomingError(f"width {width} (bytes: 1, 2 or 4) or channels {channels} (1..{MAX_CHANNELS}) is not "
                            "taken", "bad_audio", fatal=True)
     return rate, width, channels
-
-
-_EMPTY = np.zeros(0, dtype=np.float32)
