@@ -13,6 +13,7 @@ Writes LibriSpeech-format subset directories under OUT (audio is linked, never c
     dev/asterisk       Debian's asterisk-core-sounds-en prompts (one more speaker, another domain; --asterisk)
     dev/libri, test/libri    LibriSpeech train-clean-5 readers held out (split by reader)
     dev/cv2, test/cv2  Common Voice 18-20 deltas and early clips, speakers held out (split by client id)
+    test/commands      Speech Commands' official test and validation clips (single words, speakers never in training)
     train-more         the newer corpora's training speakers: LibriSpeech readers, Common Voice 18-20 / early,
                        cathy (CMU ARCTIC), VCTK, and at most WORDS_PER_CORPUS single-word clips of each wake-word
                        or command corpus (many microphones, few words: heard sparingly)
@@ -21,6 +22,7 @@ Writes LibriSpeech-format subset directories under OUT (audio is linked, never c
                        or a microphone session is heard as, utterance boundaries unknown to the recognizer
     train-aug1, ...    --augment-copies: copies of train/ through random recording chains (training.augment:
                        speed, room, noise, band limits, telephone, codecs, gain), written once and kept
+    train-more-aug1, ...   the same copies of train-more/
     heldout_sentences.txt   every dev and test sentence, to keep out of language-model text and synthetic corpora
 
 Training utterances whose sentence occurs in a Common Voice dev or test clip are left out. Idempotent: a rerun
@@ -184,6 +186,7 @@ def prepare(real: Path, out: Path, with_asterisk: bool) -> dict[str, list[Uttera
         "test/libri": libri["test"],
         "dev/cv2": cv2["dev"],
         "test/cv2": cv2["test"],
+        "test/commands": [u for u in load_manifest(real / "speech_commands_sample") if chapter(u) == "2"],
         "train-more": [u for u in more if u.text not in heldout_cv],
     }
     for part in ("an4", "cv", "so762"):
@@ -208,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("data/real"), help="where the subsets are written")
     parser.add_argument("--asterisk", action="store_true", help="add the Asterisk prompts as dev/asterisk")
     parser.add_argument("--augment-copies", type=int, default=0, metavar="N",
-                        help="write N augmented copies of train/ (train-aug1 ... train-augN)")
+                        help="write N augmented copies of train/ and train-more/ (train-aug1 ... train-augN, "
+                             "train-more-aug1 ...)")
     parser.add_argument("--jobs", type=int, default=2, help="processes for the augmented copies (default 2)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
@@ -216,8 +220,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--real {args.real}: no such directory (the shared real-speech corpora)")
     prepare(args.real, args.out, args.asterisk)
     for copy in range(1, args.augment_copies + 1):
-        written = augment_corpus(args.out / "train", args.out / f"train-aug{copy}", copy, jobs=args.jobs)
-        log.info("train-aug%d: %d files written now", copy, written)
+        for subset in ("train", "train-more"):
+            written = augment_corpus(args.out / subset, args.out / f"{subset}-aug{copy}", copy, jobs=args.jobs)
+            log.info("%s-aug%d: %d files written now", subset, copy, written)
     return 0
 
 
