@@ -20,15 +20,16 @@
 #   join      a second schedule from RUNS/NAME/best.pt at half the peak rate, each example 1 to 3 utterances of one
 #             speaker end to end (as a long recording is heard), half of them with their leading silence cut
 #             -> RUNS/NAME-join
-#   export    RUNS/NAME-join/best.pt -> asr/models/NAME.pt
+#   export    RUNS/NAME-join/best.pt -> asr/models/NAME.pt (git keeps the previous ones: compare the two on the
+#             dev suite before committing the new)
 #   evaluate  every dev-suite part and the synthetic test, pocketsphinx and Whisper on the same files; curves
 # Not in the default STAGES:
 #   flag      the training utterances whose transcript both teachers contradict -> DATA/pseudo/flagged.tsv;
 #             EXCLUDE=DATA/pseudo/flagged.tsv leaves them out of base and join
 #
-# STAGES="base join" bash training/recipe.sh runs only the named stages. The 19 fine-tuning phases that made the
-# models shipped before this recipe are in the model card's history table (and in git: training/recipe.sh at
-# 4798693).
+# STAGES="base join" bash training/recipe.sh runs only the named stages. The shipped models came from this recipe's
+# longer ancestor (17 and 19 fine-tuning phases and one more on the newer corpora): the model card's history table,
+# and training/recipe.sh at 4798693.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REAL=${REAL:-../shared/data/real}
