@@ -33,10 +33,11 @@ import hashlib
 import json
 import logging
 import multiprocessing
+import os
 import re
+import signal
 import sys
 from bisect import bisect_left
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,14 +165,17 @@ def read_labels(out: Path) -> dict[str, dict]:
     return records
 
 
-def _label_shard(shard: int, clips: list[Clip], out: Path, teachers: tuple[str, ...]) -> int:
-    """One worker: every clip through every teacher, one JSON line per clip appended to its own shard file."""
+def _label_shard(shard: int, clips: list[Clip], out: Path, teachers: tuple[str, ...], parent: int) -> int:
+    """One worker: every clip through every teacher, one JSON line per clip appended to its own shard file; it stops
+    when its parent process is gone (killed without the chance to stop it)."""
     from training.teacher import Teacher
 
     loaded = [Teacher.load(name) for name in teachers]
     written = 0
     with open(_labels_dir(out) / f"shard{shard}.jsonl", "a", encoding="utf-8") as f:
         for clip in clips:
+            if os.getppid() != parent:
+                break
             try:
                 audio = load_audio(clip.path)
             except AudioError as error:
@@ -204,9 +208,14 @@ def label(clips: list[Clip], out: Path, teachers: tuple[str, ...], jobs: int) ->
     if not todo:
         return 0
     existing = len(list(_labels_dir(out).glob("shard*.jsonl")))
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_label_shard, existing + i, todo[i::jobs], out, teachers) for i in range(jobs)]
-        return sum(f.result() for f in futures)
+    shards = [(existing + i, todo[i::jobs], out, teachers, os.getpid()) for i in range(jobs)]
+    # SIGTERM leaves the block like Ctrl-C does, and leaving it (done, an error, a stop) terminates the workers
+    stop = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        with multiprocessing.get_context("spawn").Pool(jobs) as pool:
+            return sum(pool.starmap(_label_shard, shards))
+    finally:
+        signal.signal(signal.SIGTERM, stop)
 
 
 # ------------------------------------------------------------------------------------------------------------- filter
