@@ -92,18 +92,17 @@ def check_sample_rate(rate) -> int:
 
 def pcm16_to_float(data: bytes) -> np.ndarray:
     """Signed 16-bit little-endian mono PCM bytes (even length) -> float32 (samples,) in [-1, 1)."""
-    if len(data) % 2:
-        raise AudioError(f"PCM16 buffer has an odd length ({len(data)} bytes)")
-    return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+    return pcm_to_float(data)
 
 
 def pcm_to_float(data: bytes, width: int = 2, channels: int = 1) -> np.ndarray:
     """Interleaved little-endian PCM (`width` bytes a sample: 1 unsigned, 2 or 4 signed) -> mono float32 in [-1, 1],
-    shape (frames,); channels are averaged. Raises ValueError when `data` is not whole frames."""
+    shape (frames,); channels are averaged. Raises AudioError (a ValueError) when `data` is not whole frames."""
     if width not in (1, 2, 4) or channels < 1:
-        raise ValueError(f"cannot read PCM of {width} bytes a sample and {channels} channels")
+        raise AudioError(f"cannot read PCM of {width} bytes a sample and {channels} channels")
     if len(data) % (width * channels):
-        raise ValueError(f"{len(data)} bytes are not whole frames of {channels} channel(s) x {width} byte(s)")
+        raise AudioError(f"PCM buffer of {len(data)} bytes is not whole frames of {channels} channel(s) x "
+                         f"{width} byte(s)")
     if width == 1:
         samples = (np.frombuffer(data, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
     else:
