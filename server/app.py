@@ -220,8 +220,7 @@ class RecognitionServer:
             self.metrics.refused.labels(refused.reason).inc()
             await self._refuse(ws, peer, TRY_AGAIN_LATER, str(refused))
             return ws
-        session = Session(self.model, self.model_name, self.settings.endpointing, self.settings.limits, peer,
-                          self.settings.decoding, self.second_pass)
+        session = Session(self.recognizer, self.model_name, self.settings.limits, peer)
         self._handlers.add(asyncio.current_task())
         started, close = time.monotonic(), 1000
         log.info("stream start %s path=%s streams=%d", peer, request.path, len(self.batcher.streams))

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
 
 from asr.audio import pcm16_to_float
 from asr.decoding import Transcript
-from asr.lm_decoding import GREEDY, Decoding, check_phrases
-from asr.model import AcousticModel
-from asr.recognizer import Endpointing, StreamingRecognizer
-from asr.second_pass import SecondPass
+from asr.lm_decoding import check_phrases
+from asr.recognizer import StreamingRecognizer
 from server.protocol import (
     INVALID_PAYLOAD,
     MESSAGE_TOO_BIG,
@@ -29,18 +28,17 @@ from server.settings import StreamLimits
 
 log = logging.getLogger("server")
 
+# (sample_rate, phrases, max_alternatives) -> a recognizer with the server's model, endpointing, decoding, second pass
+NewRecognizer = Callable[[int, list[str] | None, int], StreamingRecognizer]
+
 
 class Session:
     """The server side of one websocket stream."""
 
-    def __init__(self, model: AcousticModel, model_name: str, endpointing: Endpointing = Endpointing(),
-                 limits: StreamLimits = StreamLimits(), peer: str = "?", decoding: Decoding = GREEDY,
-                 second_pass: SecondPass | None = None):
-        self.model = model
-        self.decoding = decoding
-        self.second_pass = second_pass
+    def __init__(self, new_recognizer: NewRecognizer, model_name: str, limits: StreamLimits = StreamLimits(),
+                 peer: str = "?"):
+        self.new_recognizer = new_recognizer
         self.model_name = model_name
-        self.endpointing = endpointing
         self.limits = limits
         self.peer = peer
         self.config = StreamConfig()
@@ -59,9 +57,8 @@ class Session:
     def recognizer(self) -> StreamingRecognizer:
         if self._recognizer is None:
             config = self.config
-            self._recognizer = StreamingRecognizer(self.model, config.sample_rate, self.endpointing, self.decoding,
-                                                   list(config.phrase_list) or None, config.max_alternatives,
-                                                   self.second_pass)
+            self._recognizer = self.new_recognizer(config.sample_rate, list(config.phrase_list) or None,
+                                                   config.max_alternatives)
         return self._recognizer
 
     # --- limits -----------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from websockets.sync.client import connect
 
 from asr.audio import SAMPLE_RATE, load_audio, pcm16_to_float
 from asr.lm_decoding import Decoding
-from asr.recognizer import Endpointing
+from asr.recognizer import Endpointing, StreamingRecognizer
 from asr.transcribe import transcribe_audio
 from server.settings import ServerSettings
 
@@ -36,6 +36,12 @@ def espeak(text: str, path: Path, voice: str = "en-us", speed: int = 150) -> Pat
     sf.write(path, load_audio(raw), SAMPLE_RATE, subtype="PCM_16")
     raw.unlink()
     return path
+
+
+def new_recognizer(model):
+    """A Session's NewRecognizer over `model`: default endpointing, greedy decoding, no second pass."""
+    return lambda rate, phrases, alternatives: StreamingRecognizer(model, rate, phrases=phrases,
+                                                                   max_alternatives=alternatives)
 
 
 def stream_transcript(model, pcm: bytes, sample_rate: int = SAMPLE_RATE,

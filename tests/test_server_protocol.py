@@ -26,6 +26,7 @@ from server.protocol import (
 )
 from server.session import Session
 from server.settings import ServerSettings, StreamLimits
+from tests.helpers import new_recognizer
 
 
 # --- messages -------------------------------------------------------------------------------------------------------
@@ -76,19 +77,19 @@ def nbest_words(transcript):
 
 # --- one stream, no I/O ---------------------------------------------------------------------------------------------
 def test_session_carries_an_odd_byte_to_the_next_message(stream_model):
-    session = Session(stream_model, "stream")
+    session = Session(new_recognizer(stream_model), "stream")
     pcm = float_to_pcm16(np.linspace(-0.5, 0.5, 1000).astype(np.float32))
     parts = [session.pcm_to_samples(pcm[i : i + 333]) for i in range(0, len(pcm), 333)]
     assert np.array_equal(np.concatenate(parts), np.frombuffer(pcm, "<i2") / 32768.0)
 
 
 def test_session_checks_config_and_refuses_it_after_audio(stream_model):
-    session = Session(stream_model, "stream")
+    session = Session(new_recognizer(stream_model), "stream")
     session.configure(StreamConfig(sample_rate=8000, phrase_list=("Hello, world!", "yes"), model="stream"))
     assert session.config.phrase_list == ("HELLO WORLD", "YES")  # normalised as the decoder sees them
     for phrases in (("yes",) * (MAX_PHRASES + 1), ("123 !",)):
         with pytest.raises(ProtocolError) as caught:
-            Session(stream_model, "stream").configure(StreamConfig(phrase_list=phrases))
+            Session(new_recognizer(stream_model), "stream").configure(StreamConfig(phrase_list=phrases))
         assert caught.value.code == 1007 and caught.value.message.startswith("phrase_list: ")
     with pytest.raises(ProtocolError) as caught:
         session.configure(StreamConfig(model="offline"))
@@ -101,7 +102,7 @@ def test_session_checks_config_and_refuses_it_after_audio(stream_model):
 
 
 def test_session_limits_stream_length(stream_model):
-    session = Session(stream_model, "stream", limits=StreamLimits(max_stream_seconds=1.0))
+    session = Session(new_recognizer(stream_model), "stream", limits=StreamLimits(max_stream_seconds=1.0))
     session.pcm_to_samples(b"\0\0" * 16000)
     with pytest.raises(ProtocolError) as caught:
         session.pcm_to_samples(b"\0\0")

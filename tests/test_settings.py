@@ -9,6 +9,7 @@ import pytest
 from asr.recognizer import Endpointing
 from server.session import Session
 from server.settings import DEFAULT_MAX_STREAMS, ServerSettings, StreamLimits, add_arguments, from_args
+from tests.helpers import new_recognizer
 
 
 def parse(argv: list[str]) -> ServerSettings:
@@ -50,7 +51,7 @@ def test_settings_that_cannot_work_say_why(argv, says):
 
 def test_session_deadline_for_the_next_message(stream_model):
     limits = StreamLimits(idle_timeout=60, max_stream_seconds=100, min_realtime=0.5, realtime_grace=10)
-    session = Session(stream_model, "stream", limits=limits)
+    session = Session(new_recognizer(stream_model), "stream", limits=limits)
     now = session.opened
     assert session.next_message_deadline(now) == (20.0, "realtime")  # (0 s of audio + 10 s grace) / 0.5
     session.audio_seconds, session.waited = 40.0, 30.0  # a client ahead of real time
