@@ -75,15 +75,17 @@ class Model:
 
 def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str = "cpu", lm: str | None = "default",
                options: BeamSearchOptions = BeamSearchOptions(),
-               final_model: str | os.PathLike | None = None) -> Model:
+               final_model: str | os.PathLike | None = None, precision: str = "float32") -> Model:
     """A shipped model by name ("stream", "offline") or a checkpoint path, ready to transcribe, decoding with the
     LM directory `lm` ("default": the shipped English LM; None: greedy); `final_model` (a bidirectional model's
-    name or path) transcribes each utterance again for its final. Raises asr.checkpoint.CheckpointError for a
-    missing or damaged checkpoint, asr.lm.LanguageModelError for a missing or damaged LM."""
+    name or path) transcribes each utterance again for its final; precision "int8" quantises the acoustic models'
+    weights (faster on a CPU, slightly different words: `asr.model.quantized`). Raises
+    asr.checkpoint.CheckpointError for a missing or damaged checkpoint, asr.lm.LanguageModelError for a missing or
+    damaged LM."""
     if lm is not None:
         load_language_model(lm)  # fail here, naming the LM, rather than at the first transcription
     decoding = Decoding(lm, options)
     second_pass = None
     if final_model is not None:
-        second_pass = SecondPass(load_acoustic_model(final_model, device), decoding, str(final_model))
-    return Model(load_acoustic_model(name_or_path, device), str(name_or_path), decoding, second_pass)
+        second_pass = SecondPass(load_acoustic_model(final_model, device, precision), decoding, str(final_model))
+    return Model(load_acoustic_model(name_or_path, device, precision), str(name_or_path), decoding, second_pass)

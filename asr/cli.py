@@ -18,6 +18,22 @@ def model_argument(text: str) -> str | None:
 
 model_argument.__name__ = "model"  # argparse names the type in its messages
 
+
+PRECISION_HELP = ("weights of the loaded models: float32 (the exact model) or int8 (quantised: faster steps on a CPU, "
+                  "slightly different words; README, Benchmarks)")
+
+
+def precision_argument(text: str) -> str:
+    """--precision (asr transcribe, asr serve, the dev suite, the benchmarks): float32 or int8."""
+    from asr.model import PRECISIONS
+
+    if text not in PRECISIONS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(PRECISIONS)}")
+    return text
+
+
+precision_argument.__name__ = "precision"
+
 TRANSCRIBE_EXAMPLES = """examples:
   asr transcribe samples/hello.wav
   asr transcribe talk.mp3 interview.flac --model offline --format srt --output-dir subs/
@@ -49,8 +65,8 @@ def run_transcribe(args) -> int:
         decoding = decoding_from_args(args)
         second_pass = None
         if args.final_model is not None:
-            second_pass = SecondPass(load_model(args.final_model), decoding, args.final_model)
-        model = Model(load_model(args.model), args.model, decoding, second_pass)
+            second_pass = SecondPass(load_model(args.final_model, precision=args.precision), decoding, args.final_model)
+        model = Model(load_model(args.model, precision=args.precision), args.model, decoding, second_pass)
     except (CheckpointError, ValueError) as error:  # a missing or damaged model or LM, bad search settings
         print(f"asr transcribe: {error}", file=sys.stderr)
         return 2
@@ -150,6 +166,8 @@ def register_transcribe(subparsers) -> None:
     transcribe.add_argument("--endpoint-silence", type=float, default=0.8,
                             help="stream model: seconds of silence that end an utterance (default 0.8)")
     transcribe.add_argument("--threads", type=int, help="torch CPU threads")
+    transcribe.add_argument("--precision", type=precision_argument, default="float32",
+                            help=PRECISION_HELP + " (default float32)")
     transcribe.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_decoding_arguments(transcribe)
     transcribe.set_defaults(func=run_transcribe)

@@ -121,10 +121,10 @@ def decode_windows(model: AcousticModel, chunks: Iterable[torch.Tensor], decoder
 
 def transcribe_file(model: AcousticModel, path: str | os.PathLike, endpointing: Endpointing = Endpointing(),
                     progress: Callable[[float], None] | None = None, decoding: Decoding = GREEDY,
-                    second_pass: SecondPass | None = None) -> Transcript:
-    """Transcribe one file with either kind of model (a unidirectional one with an optional second pass). Raises
-    AudioError naming the file if it cannot be read."""
-    blocks = audio_blocks(path)
+                    second_pass: SecondPass | None = None, block_seconds: float = BLOCK_SECONDS) -> Transcript:
+    """Transcribe one file with either kind of model (a unidirectional one with an optional second pass), reading it
+    in blocks of `block_seconds`. Raises AudioError naming the file if it cannot be read."""
+    blocks = audio_blocks(path, block_seconds)
     if model.streaming:
         return transcribe_stream(model, blocks, endpointing, progress, decoding=decoding, second_pass=second_pass)
     return transcribe_windows(model, blocks, progress, decoding)

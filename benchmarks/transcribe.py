@@ -3,6 +3,7 @@ models, against pocketsphinx (a real recognizer that runs here) on the same audi
 
     python benchmarks/transcribe.py --minutes 10 60 --threads 1
     python benchmarks/transcribe.py --minutes 10 --models stream offline --lm none default   # LM cost
+    python benchmarks/transcribe.py --minutes 10 --precisions float32 int8                 # int8 models
 
 Builds long files by repeating held-out speech (the samples, or --speech FILES) with pauses, then transcribes each
 in a fresh process so that its peak RSS is its own. Memory is bounded when the 60-minute file peaks near the 10-minute
@@ -24,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHILD = """
 import json, resource, sys, time, torch
 torch.set_num_threads({threads})
-path, model_name, lm = sys.argv[1], sys.argv[2], sys.argv[3]
+path, model_name, lm, precision = sys.argv[1:5]
 if model_name == "pocketsphinx":
     from pocketsphinx import Decoder
     import soundfile as sf
@@ -40,7 +41,7 @@ else:
     from asr.checkpoint import load_model
     from asr.lm_decoding import Decoding
     from asr.transcribe import transcribe_file
-    model = load_model(model_name)
+    model = load_model(model_name, precision=precision)
     decoding = Decoding(None if lm == "none" else lm)
     if decoding.lm:
         decoding.decoder(model.dims.frame_shift)  # the LM and its lexicon trie load once per process, not per file
@@ -68,8 +69,8 @@ def build_file(speech: list[Path], minutes: float, path: Path) -> float:
     return written / 16000
 
 
-def run_child(path: Path, model: str, threads: int, lm: str) -> dict:
-    result = subprocess.run([sys.executable, "-c", CHILD.format(threads=threads), str(path), model, lm],
+def run_child(path: Path, model: str, threads: int, lm: str, precision: str) -> dict:
+    result = subprocess.run([sys.executable, "-c", CHILD.format(threads=threads), str(path), model, lm, precision],
                             capture_output=True, text=True, cwd=ROOT, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -81,6 +82,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--lm", nargs="+", default=["default"],
                         help="decodings of our models: none (greedy), default (the shipped LM) or an LM directory")
+    parser.add_argument("--precisions", nargs="+", default=["float32"], choices=["float32", "int8"],
+                        help="weights of our models (asr.model.PRECISIONS)")
     parser.add_argument("--speech", type=Path, nargs="+", default=sorted((ROOT / "samples").glob("*.*")))
     args = parser.parse_args()
     rows = []
@@ -88,19 +91,21 @@ def main() -> None:
         for minutes in args.minutes:
             path = Path(tmp) / f"{minutes:g}min.wav"
             audio_seconds = build_file(args.speech, minutes, path)
-            runs = [(model, lm) for model in args.models for lm in (["-"] if model == "pocketsphinx" else args.lm)]
-            for model, lm in runs:
-                stats = run_child(path, model, args.threads, lm)
-                rows.append({"minutes": minutes, "model": model, "lm": lm, "threads": args.threads,
+            runs = [(model, lm, precision) for model in args.models
+                    for lm in (["-"] if model == "pocketsphinx" else args.lm)
+                    for precision in (["-"] if model == "pocketsphinx" else args.precisions)]
+            for model, lm, precision in runs:
+                stats = run_child(path, model, args.threads, lm, precision)
+                rows.append({"minutes": minutes, "model": model, "lm": lm, "precision": precision, "threads": args.threads,
                              "audio_x_realtime": round(audio_seconds / stats["seconds"], 1),
                              "peak_rss_mb": round(stats["peak_rss_mb"]), "words": stats["words"]})
                 print(json.dumps(rows[-1]), flush=True)
     reference = {r["minutes"]: r["audio_x_realtime"] for r in rows if r["model"] == "pocketsphinx"}
-    print("\n| audio | model | LM | threads | x real time | vs pocketsphinx | peak RSS |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| audio | model | LM | precision | threads | x real time | vs pocketsphinx | peak RSS |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         ratio = f"{r['audio_x_realtime'] / reference[r['minutes']]:.1f}x" if r["minutes"] in reference else "-"
-        print(f"| {r['minutes']:g} min | {r['model']} | {r['lm']} | {r['threads']} | {r['audio_x_realtime']} | {ratio} | "
+        print(f"| {r['minutes']:g} min | {r['model']} | {r['lm']} | {r['precision']} | {r['threads']} | {r['audio_x_realtime']} | {ratio} | "
               f"{r['peak_rss_mb']} MB |")
 
 

@@ -73,13 +73,14 @@ class RecognitionServer:
     def __init__(self, settings: ServerSettings = ServerSettings(), model: AcousticModel | None = None,
                  model_name: str | None = None):
         self.settings = settings
-        self.model = model if model is not None else load_model(settings.model)
+        self.model = model if model is not None else load_model(settings.model, precision=settings.precision)
         if settings.lm is not None:
             load_language_model(settings.lm)  # a missing or damaged LM stops the server before it listens
         self.model_name = model_name or model_name_of(settings.model)
         self.second_pass = None
         if settings.final_model is not None:
-            self.second_pass = SecondPass(load_model(settings.final_model), settings.decoding, settings.final_model)
+            self.second_pass = SecondPass(load_model(settings.final_model, precision=settings.precision),
+                                          settings.decoding, settings.final_model)
         self.metrics = Metrics()
         self.batcher = Batcher(self.model, settings.max_batch, settings.max_wait_ms / 1000, settings.max_streams,
                                settings.max_streams_per_address, metrics=self.metrics, final_model=self.second_pass)

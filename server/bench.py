@@ -6,6 +6,7 @@
     python -m server.bench --streams 20 --seconds 15 --fast-sender     # beside one client sending 1 MiB messages
     python -m server.bench --find-max --compare-greedy --audio data/real/dev/cv   # real dev speech: greedy and LM
     python -m server.bench --find-max --upload-seconds 3600    # beside a 1-hour file posted to the OpenAI API
+    python -m server.bench --find-max --server-arg=--precision --server-arg=int8   # int8 models
 
 --audio takes files or directories (every audio file below one, at most MAX_AUDIO_FILES, in name order). With
 --compare-greedy, --find-max runs twice in one run, greedy decoding first (`--lm none`, one pass) and then the
@@ -16,7 +17,8 @@ from different days and machines compare.
 Each stream sends its audio as PCM16 in `--chunk-ms` chunks paced by the wall clock (starts staggered over one
 chunk), reading replies as they come; a chunk's latency is the time from its send to its reply. At the end each
 stream's finals, joined, must equal `StreamingRecognizer` on the whole audio (what `asr transcribe --model stream`
-gives, with `--final-model` when the server has one); the latency of the replies that carry a final is reported
+gives, with `--final-model` when the server has one; an int8 server's may differ a little, as its steps depend on
+their batch); the latency of the replies that carry a final is reported
 apart (final_p50/p95/p99: with two passes it includes the second pass). With --fast-sender one more client sends
 --fast-sender-bytes messages of audio back to back (reading its replies as they come) for as long as the measured
 streams run: it must slow only itself. With --upload-seconds one more client posts that much of the audio (looped,
@@ -398,16 +400,16 @@ def main(argv=None) -> int:
 def measure(args, audio: np.ndarray, server_args: list[str], fast_bytes: int) -> int | None:
     """One load run (--streams) or a search for the most streams (--find-max) against a server with `server_args`.
     Returns the streams held (None: a single run that failed)."""
-    model = load_model(args.model)
+    settings = server_settings(server_args)  # with --url: the defaults, what the server should run too
+    model = load_model(args.model, precision=settings.precision)
     pcms = [stream_audio(audio, v, args.seconds) for v in range(VARIANTS)]
     print(f"offline references for {VARIANTS} audio variants of {args.seconds:g} s ...", file=sys.stderr)
-    settings = server_settings(server_args)  # with --url: the defaults, what the server should run too
     decoding = settings.decoding
     passes = f", finals from {settings.final_model}" if settings.final_model else ""
     print(f"decoding: {decoding.describe()}{passes}", file=sys.stderr)
     second_pass = None
     if settings.final_model is not None:
-        second_pass = SecondPass(load_model(settings.final_model), decoding)
+        second_pass = SecondPass(load_model(settings.final_model, precision=settings.precision), decoding)
     expected = [offline_text(model, pcm, settings, second_pass) for pcm in pcms]
     del second_pass
     del model

@@ -13,9 +13,10 @@ import os
 from dataclasses import dataclass, field, replace
 
 from asr.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
-from asr.cli import model_argument
+from asr.cli import PRECISION_HELP, model_argument, precision_argument
 from asr.lm_cli import lm_argument
 from asr.lm_decoding import BeamSearchOptions, Decoding
+from asr.model import PRECISIONS
 from asr.recognizer import Endpointing
 
 # Measured, not guessed: on the project's 2-core CPU the shipped `stream` model with the LM on (the default) served
@@ -53,6 +54,7 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 2700
     model: str = "stream"  # a shipped model name or a checkpoint path (chosen by the operator, never a client)
+    precision: str = "float32"  # of the models' weights: float32 or int8 (asr.model.quantized)
     max_batch: int = 32
     max_wait_ms: float = 10.0
     threads: int = 1  # torch threads of the model step: the beam search and the event loop hold Python's lock,
@@ -85,6 +87,8 @@ class ServerSettings:
                 raise ValueError(f"{name} {getattr(self, name)!r} must be at least 1")
         if not (self.max_streams_per_address >= 0 and self.max_wait_ms >= 0 and math.isfinite(self.max_wait_ms)):
             raise ValueError("max_streams_per_address and max_wait_ms must not be negative")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError("--tls-cert and --tls-key go together")
 
@@ -125,6 +129,7 @@ OPTIONS = [
     ("--host", "host", str, "interface to bind (0.0.0.0 for all)"),
     ("--port", "port", _port, "TCP port (0 picks a free one)"),
     ("--model", "model", str, "shipped model name (stream) or checkpoint path"),
+    ("--precision", "precision", precision_argument, PRECISION_HELP),
     ("--max-batch", "max_batch", positive(int), "streams in one model step"),
     ("--max-wait-ms", "max_wait_ms", non_negative(float), "how long a step waits for more streams to batch"),
     ("--threads", "threads", positive(int), "torch CPU threads of the model step"),

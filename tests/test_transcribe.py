@@ -88,6 +88,12 @@ def test_in_memory_and_file_agree(stream_model, speech_wav):
     assert transcribe_audio(stream_model, load_audio(speech_wav)).text == transcribe_file(stream_model, speech_wav).text
 
 
+def test_a_float32_stream_gives_the_same_words_in_any_block_size(stream_model, long_speech):
+    # what `python -m training.dev_suite --block-seconds 0.2` relies on: 200 ms blocks are a server client's chunks
+    whole = transcribe_file(stream_model, long_speech).text
+    assert whole and transcribe_file(stream_model, long_speech, block_seconds=0.2).text == whole
+
+
 def test_python_api_transcribes_files_arrays_and_streams(speech_wav):
     """`asr.load_model(...).transcribe(...)` as the README shows it: a file, samples at another rate, a live stream."""
     import asr

@@ -4,6 +4,7 @@
     python -m training.dev_suite --suite data/real --models stream offline --pocketsphinx --whisper tiny.en base
     python -m training.dev_suite --suite data/real --models stream --lm none                # greedy only
     python -m training.dev_suite --suite data/real --extra data/corpus/test --models runs/stream/best.pt --json out.json
+    python -m training.dev_suite --suite data/real --models stream offline --precision int8 --threads 1
 
 Parts are the LibriSpeech-format directories SUITE/dev/* and SUITE/test/* (see training.real_speech) plus any --extra
 directory. Every model transcribes every file the way `asr transcribe` does (training.evaluate.evaluate_files),
@@ -24,8 +25,10 @@ import sys
 from pathlib import Path
 
 from asr.audio import AudioError, load_audio
+from asr.cli import PRECISION_HELP, precision_argument, torch_threads
 from asr.lm_cli import add_decoding_arguments, decoding_from_args
 from asr.lm_decoding import GREEDY, Decoding
+from asr.transcribe import BLOCK_SECONDS
 from training.evaluate import error_rates, evaluate_files
 from training.librispeech import CACHE_DIR, Utterance, load_manifest
 
@@ -122,14 +125,17 @@ def peers(pocketsphinx: bool, whisper: list[str]) -> dict[str, object]:
 
 def evaluate_suite(parts: dict[str, Path], models: list[str], pocketsphinx: bool,
                    decodings: list[Decoding] = (GREEDY, Decoding()), whisper: list[str] = (),
-                   final_model: str | None = None) -> list[dict]:
+                   final_model: str | None = None, precision: str = "float32",
+                   block_seconds: float = BLOCK_SECONDS) -> list[dict]:
     """Rows of (part, model, WER, CER, ...). With `final_model`, each streaming model is scored a second time with
-    two-pass finals (`asr transcribe --final-model`), labelled "MODEL 2-pass"."""
+    two-pass finals (`asr transcribe --final-model`), labelled "MODEL 2-pass"; int8 models are labelled "MODEL int8".
+    Streaming models hear each file in blocks of `block_seconds` (0.2: as a server's client sends it)."""
     from asr.checkpoint import load_model
     from asr.second_pass import SecondPass
 
-    loaded = {name: load_model(name) for name in models}
-    final = load_model(final_model) if final_model else None
+    suffix = "" if precision == "float32" else f" {precision}"
+    loaded = {name + suffix: load_model(name, precision=precision) for name in models}
+    final = load_model(final_model, precision=precision) if final_model else None
     rows = []
     for part, folder in parts.items():
         utterances = load_manifest(folder)
@@ -147,7 +153,7 @@ def evaluate_suite(parts: dict[str, Path], models: list[str], pocketsphinx: bool
                     label = name + (" 2-pass" if second is not None else "") + ("" if decoding.lm is None else " + LM")
                     second_pass = SecondPass(second, decoding) if second is not None else None
                     scores = evaluate_files(model, utterances, progress=False, decoding=decoding,
-                                            second_pass=second_pass)
+                                            second_pass=second_pass, block_seconds=block_seconds)
                     rows.append({"part": part, "model": label, "decoding": decoding.describe(),
                                  "hours": round(hours, 3), **scores})
                     log.info("%s %s WER %.1f%%", part, label, 100 * scores["wer"])
@@ -178,14 +184,21 @@ def main(argv: list[str] | None = None) -> int:
                         help="score Whisper models as well (tiny.en, base: see training.teacher)")
     parser.add_argument("--final-model", metavar="MODEL",
                         help="score the streaming models with two-pass finals from this model as well (offline)")
+    parser.add_argument("--precision", type=precision_argument, default="float32", help=PRECISION_HELP)
+    parser.add_argument("--block-seconds", type=float, default=BLOCK_SECONDS,
+                        help="audio a streaming model hears at a time (default %(default)s, as `asr transcribe`; 0.2 "
+                        "as a server's client sends it: the same words in float32, not quite in int8)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (1 beside other busy processes: more threads "
+                        "than free cores slow torch down several times)")
     parser.add_argument("--json", type=Path, help="write the rows as JSON here")
     add_decoding_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    torch_threads(args.threads)
     decoding = decoding_from_args(args)
     decodings = [GREEDY] if decoding.lm is None else [GREEDY, decoding]
     rows = evaluate_suite(suite_parts(args.suite, args.extra), args.models, args.pocketsphinx, decodings,
-                          args.whisper, args.final_model)
+                          args.whisper, args.final_model, args.precision, args.block_seconds)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     print(markdown_table(rows))

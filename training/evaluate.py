@@ -14,7 +14,7 @@ from asr.decoding import ctc_greedy
 from asr.lm_decoding import GREEDY, Decoding
 from asr.model import AcousticModel
 from asr.tokenizer import normalize_text
-from asr.transcribe import transcribe_file
+from asr.transcribe import BLOCK_SECONDS, transcribe_file
 from training.data import UtteranceDataset, bucket_batches
 from training.librispeech import Utterance
 
@@ -52,16 +52,17 @@ def evaluate_dataset(model: AcousticModel, dataset: UtteranceDataset, batch_seco
 
 
 def evaluate_files(model: AcousticModel, utterances: list[Utterance], jsonl=None, progress: bool = True,
-                   decoding: Decoding = GREEDY, second_pass=None) -> dict:
+                   decoding: Decoding = GREEDY, second_pass=None, block_seconds: float = BLOCK_SECONDS) -> dict:
     """Transcribe each utterance file as `asr transcribe` would (with `--final-model` when `second_pass` is an
-    asr.second_pass.SecondPass) and score it. Unreadable files are reported and counted, not fatal. With `jsonl`
+    asr.second_pass.SecondPass), a streaming model fed `block_seconds` at a time, and score it. Unreadable files are reported and counted, not fatal. With `jsonl`
     (a text stream), one JSON object per utterance is written to it."""
     from tqdm import tqdm
 
     references, hypotheses, failed = [], [], 0
     for utt in tqdm(utterances, desc="eval", unit="utt", disable=not progress, file=sys.stderr):
         try:
-            hypothesis = transcribe_file(model, utt.path, decoding=decoding, second_pass=second_pass).text
+            hypothesis = transcribe_file(model, utt.path, decoding=decoding, second_pass=second_pass,
+                                         block_seconds=block_seconds).text
         except AudioError as error:
             log.error("%s", error)
             failed += 1

@@ -6,7 +6,7 @@
 #   bash training/recipe_pseudo.sh               # REAL=../shared/data/real DATA=data; resumable, both cores
 #
 # DATA/unlabelled/cv13           korliu/whisper: Common Voice 13 English clips (CC0); the unvalidated ones are used
-# DATA/unlabelled/librispeech100 resemble-ai/Resemblyzer audio_data/librispeech_train-clean-100 (CC BY 4.0), one clip
+# DATA/unlabelled/resemblyzer    resemble-ai/Resemblyzer audio_data/librispeech_train-clean-100 (CC BY 4.0), one clip
 #                                per reader (its test-other clips are LibriSpeech's test set: never fetched)
 # DATA/pseudo/labels/            both teachers' transcripts and confidences, one JSON line per clip (resumable)
 # DATA/pseudo/filter.json        the chosen filter and the whole grid it was chosen from
