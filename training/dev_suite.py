@@ -193,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the rows as JSON here")
     add_decoding_arguments(parser)
     args = parser.parse_args(argv)
+    if not args.block_seconds > 0:
+        parser.error(f"--block-seconds {args.block_seconds} must be positive")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     torch_threads(args.threads)
     decoding = decoding_from_args(args)
