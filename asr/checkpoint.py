@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from asr.features import feature_settings
-from asr.model import PRECISIONS, AcousticModel, ModelDims, quantized
+from asr.model import AcousticModel, ModelDims, check_precision, quantized
 from asr.tokenizer import VOCAB
 
 FORMAT = "lstm-asr"
@@ -99,9 +99,7 @@ def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str = "c
                precision: str = "float32") -> AcousticModel:
     """A model ready for inference (eval mode) from a shipped name or a checkpoint path; precision "int8" quantises
     its weights (CPU only, see `asr.model.quantized`)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
-    if precision == "int8" and torch.device(device).type != "cpu":
+    if check_precision(precision) == "int8" and torch.device(device).type != "cpu":
         raise ValueError(f"int8 models run on the CPU, not {device}")
     model = model_from_checkpoint(load_checkpoint(name_or_path)).to(device).eval()
     return quantized(model) if precision == "int8" else model

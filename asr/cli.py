@@ -25,11 +25,12 @@ PRECISION_HELP = ("weights of the loaded models: float32 (the exact model) or in
 
 def precision_argument(text: str) -> str:
     """--precision (asr transcribe, asr serve, the dev suite, the benchmarks): float32 or int8."""
-    from asr.model import PRECISIONS
+    from asr.model import check_precision
 
-    if text not in PRECISIONS:
-        raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(PRECISIONS)}")
-    return text
+    try:
+        return check_precision(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 precision_argument.__name__ = "precision"

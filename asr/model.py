@@ -278,6 +278,13 @@ def look_ahead(model: AcousticModel, lookahead: int) -> AcousticModel:
     return ahead
 
 
+def check_precision(precision: str) -> str:
+    """`precision` if it is one of PRECISIONS; else a ValueError that names it."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    return precision
+
+
 def quantized(model: AcousticModel) -> AcousticModel:
     """An int8 copy of `model` for CPU inference: dynamic quantisation (torch.ao) of the LSTM and output weights.
 

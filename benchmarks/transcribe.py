@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from asr.model import PRECISIONS
+
 ROOT = Path(__file__).resolve().parent.parent
 CHILD = """
 import json, resource, sys, time, torch
@@ -82,8 +84,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--lm", nargs="+", default=["default"],
                         help="decodings of our models: none (greedy), default (the shipped LM) or an LM directory")
-    parser.add_argument("--precisions", nargs="+", default=["float32"], choices=["float32", "int8"],
-                        help="weights of our models (asr.model.PRECISIONS)")
+    parser.add_argument("--precisions", nargs="+", default=["float32"], choices=PRECISIONS,
+                        help="weights of our models")
     parser.add_argument("--speech", type=Path, nargs="+", default=sorted((ROOT / "samples").glob("*.*")))
     args = parser.parse_args()
     rows = []

@@ -16,7 +16,7 @@ from asr.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from asr.cli import PRECISION_HELP, model_argument, precision_argument
 from asr.lm_cli import lm_argument
 from asr.lm_decoding import BeamSearchOptions, Decoding
-from asr.model import PRECISIONS
+from asr.model import check_precision
 from asr.recognizer import Endpointing
 
 # Measured, not guessed: on the project's 2-core CPU the shipped `stream` model with the LM on (the default) served
@@ -87,8 +87,7 @@ class ServerSettings:
                 raise ValueError(f"{name} {getattr(self, name)!r} must be at least 1")
         if not (self.max_streams_per_address >= 0 and self.max_wait_ms >= 0 and math.isfinite(self.max_wait_ms)):
             raise ValueError("max_streams_per_address and max_wait_ms must not be negative")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        check_precision(self.precision)
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError("--tls-cert and --tls-key go together")
 
