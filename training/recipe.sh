@@ -52,10 +52,10 @@ stage() { [[ " $STAGES " == *" $1 "* ]]; }
 if stage real && [ ! -f "$DATA/real/train-more-aug$AUG_COPIES/recordings.tsv" ]; then
     python -m training.real_speech --real "$REAL" --out "$DATA/real" --asterisk --augment-copies "$AUG_COPIES"
 fi
-if stage synth && [ ! -d "$DATA/corpus/train" ]; then
+if stage synth && [ ! -f "$DATA/corpus/train.synth.tsv" ]; then     # the manifest is written last
     bash training/recipe_data.sh "$DATA"
 fi
-if stage voices && [ ! -d "$DATA/corpus-voices/train" ]; then   # RHVoice: Debian non-free, see training/voices.py
+if stage voices && [ ! -f "$DATA/corpus-voices/train.synth.tsv" ]; then  # RHVoice: Debian non-free
     asr synth "$DATA/corpus-voices" --subset train --voices train --engines pico,rhvoice --hours 1.5 --seed 3 \
         --augment all --augment-prob 0.5 --exclude-sentences "$DATA/test_sentences.txt" \
         --exclude-sentences "$DATA/dev_sentences.txt" --exclude-sentences "$DATA/real/heldout_sentences.txt" \
