@@ -31,7 +31,8 @@ TRAIN_MODEL = ModelDims(normalization="running")  # what a new run trains unless
 
 
 def option(default, help: str, **argparse_kwargs):
-    """A config field with its command-line help (and any extra argparse settings)."""
+    """A config field with its command-line help (and any extra argparse settings). A boolean that is on by default
+    gets a --no- flag; `off_help` says what that flag does where "no " + help would not read."""
     return field(default=default, metadata={"help": help, **argparse_kwargs})
 
 
@@ -74,7 +75,9 @@ class TrainConfig:
     threads: int = option(0, "torch CPU threads (0: torch's choice)")
     device: str = option("auto", "cpu, cuda, cuda:1 ... (auto: cuda if available)")
     resume: bool = option(False, "continue from OUT/last.pt")
-    cache_features: bool = option(True, "keep features in memory instead of recomputing them every epoch")
+    cache_features: bool = option(True, "keep features in memory instead of recomputing them every epoch",
+                                  off_help="compute features again every epoch instead of keeping them in memory "
+                                  "(about 60 MB a training hour saved, each epoch slower)")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -121,7 +124,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         if isinstance(f.default, bool):
             if f.default:  # a feature that is on: the flag turns it off
                 group.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_false",
-                                   default=None, help=f"no {help_text}")
+                                   default=None, help=meta.get("off_help", f"no {help_text}"))
             else:
                 group.add_argument(_flag(f.name), dest=f.name, action="store_true", default=None, help=help_text)
             continue
