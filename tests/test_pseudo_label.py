@@ -214,6 +214,32 @@ def test_flag_lists_the_transcripts_both_teachers_contradict(tmp_path):
     assert pl.choose(tmp_path, 0.0, pl.TEACHERS)["labelled_clips"] == len(LABELLED)
 
 
+def test_flag_hears_only_the_speakers_of_the_named_sources(tmp_path):
+    """Hearing all of a training corpus costs hours of the teachers; --speakers-of picks the suspect sources'
+    speakers (their folders in the shared corpus) out of a corpus that mixes many."""
+    corpus, source = tmp_path / "train", tmp_path / "speechocean762"
+    for speaker, name in (("920001", "hello"), ("920001", "numbers"), ("97001", "weather")):
+        chapter = corpus / speaker / "1"
+        utt = f"{speaker}-1-{name}"
+        chapter.mkdir(parents=True, exist_ok=True)
+        espeak(SENTENCES[name], chapter / f"{utt}.wav")
+        with open(chapter / f"{speaker}-1.trans.txt", "a") as f:
+            f.write(f"{utt} {SENTENCES[name].upper()}\n")
+    (source / "920001").mkdir(parents=True)
+    (source / "SPEAKERS.tsv").write_text("920001\tlearner\n")
+    assert sorted(c.key for c in pl.flag_clips(corpus)) == [
+        "flag/train/920001-1-hello", "flag/train/920001-1-numbers", "flag/train/97001-1-weather"]
+    clips = pl.flag_clips(corpus, [source])
+    assert [(c.key, c.reference) for c in sorted(clips, key=lambda c: c.key)] == [
+        ("flag/train/920001-1-hello", SENTENCES["hello"].upper()),
+        ("flag/train/920001-1-numbers", SENTENCES["numbers"].upper())]
+    result = subprocess.run([sys.executable, "-m", "training.pseudo_label", "flag", "--out", str(tmp_path / "out"),
+                             "--corpus", str(corpus), "--speakers-of", str(tmp_path / "missing")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "missing: not a directory" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_training_leaves_out_the_listed_utterances(tmp_path):
     from training.librispeech import Utterance
     from training.train import _without

@@ -9,7 +9,8 @@
     # 3. corpus: the unlabelled clips that pass it, as a LibriSpeech-layout subset (FLAC, teacher text)
     python -m training.pseudo_label corpus --out data/pseudo --real ../shared/data/real --suite data/real
     # flag: training utterances whose transcript both teachers contradict -> OUT/flagged.tsv (resumable)
-    python -m training.pseudo_label flag --out data/pseudo --corpus data/real/train
+    python -m training.pseudo_label flag --out data/pseudo --corpus data/real/train \\
+        --speakers-of ../shared/data/real/speechocean762 ../shared/data/real/alphanumeric_numbers
 
 Sources: --labelled DIR (LibriSpeech layout: --per-corpus clips of each, picked by a hash of the id, none of a
 --suite dev or test speaker; their labels only measure the filter, they never enter the corpus), --common-voice DIR
@@ -343,9 +344,15 @@ def write_corpus(out: Path, real: Path | None, suite: Path | None) -> list[Utter
 
 # --------------------------------------------------------------------------------------------------------------- flag
 
-def flag_clips(folder: Path) -> list[Clip]:
-    """Every utterance of a training corpus (LibriSpeech layout), to be heard by the teachers."""
-    return [Clip(f"flag/{folder.name}/{u.id}", u.path, u.text) for u in load_manifest(folder)]
+def flag_clips(folder: Path, speakers_of: list[Path] = ()) -> list[Clip]:
+    """The utterances of a training corpus (LibriSpeech layout) to be heard by the teachers: every one, or with
+    `speakers_of` those whose speaker has a folder in one of these corpora (the shared source a suspect came from:
+    speechocean762's learners, the phone numbers)."""
+    utterances = load_manifest(folder)
+    if speakers_of:
+        speakers = {d.name for corpus in speakers_of for d in corpus.iterdir() if d.is_dir()}
+        utterances = [u for u in utterances if u.speaker in speakers]
+    return [Clip(f"flag/{folder.name}/{u.id}", u.path, u.text) for u in utterances]
 
 
 def flag(out: Path, corpora: list[Path], agreement: float, min_wer: float, teachers: tuple[str, str]) -> list[dict]:
@@ -406,7 +413,10 @@ def main(argv: list[str] | None = None) -> int:
     p = commands.add_parser("flag", help="training utterances whose transcript both teachers contradict")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--corpus", type=Path, nargs="+", required=True, metavar="DIR",
-                   help="training corpora (LibriSpeech layout): every utterance is heard (resumable)")
+                   help="training corpora (LibriSpeech layout): each utterance is heard once (resumable)")
+    p.add_argument("--speakers-of", type=Path, nargs="+", default=[], metavar="DIR",
+                   help="hear only the speakers that have a folder in these corpora (e.g. the shared "
+                        "speechocean762 and alphanumeric_numbers)")
     p.add_argument("--agreement", type=float, default=0.1, help="the teachers' mutual WER at most (0.1)")
     p.add_argument("--min-wer", type=float, default=0.5,
                    help="flag when the teacher's text is at least this WER from the transcript (0.5)")
@@ -427,7 +437,10 @@ def main(argv: list[str] | None = None) -> int:
         chosen = choose(args.out, args.max_label_wer, tuple(args.teachers))
         print(json.dumps({k: v for k, v in chosen.items() if k != "grid"}, indent=1))
     elif args.command == "flag":
-        clips = [c for folder in args.corpus for c in flag_clips(folder)]
+        for folder in args.corpus + args.speakers_of:
+            if not folder.is_dir():
+                parser.error(f"{folder}: not a directory")
+        clips = [c for folder in args.corpus for c in flag_clips(folder, args.speakers_of)]
         log.info("labelled %d clips now", label(clips, args.out, tuple(args.teachers), args.jobs))
         rows = flag(args.out, args.corpus, args.agreement, args.min_wer, tuple(args.teachers))
         print(f"{len(rows)} utterances flagged: {args.out / 'flagged.tsv'} (asr train --exclude-utterances)")

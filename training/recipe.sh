@@ -26,8 +26,9 @@
 #             dev suite before committing the new)
 #   evaluate  every dev-suite part and the synthetic test, pocketsphinx and Whisper on the same files; curves
 # Not in the default STAGES:
-#   flag      the training utterances whose transcript both teachers contradict -> DATA/pseudo/flagged.tsv;
-#             EXCLUDE=DATA/pseudo/flagged.tsv leaves them out of base and join
+#   flag      the training utterances whose transcript both teachers contradict, of the two sources with weak
+#             labels (speechocean762's learners, the phone numbers: 3 h of audio; JOBS=1 beside a training)
+#             -> DATA/pseudo/flagged.tsv; EXCLUDE=DATA/pseudo/flagged.tsv leaves them out of base and join
 #
 # STAGES="base join" bash training/recipe.sh runs only the named stages. The shipped models came from this recipe's
 # longer ancestor (17 and 19 fine-tuning phases and one more on the newer corpora): the model card's history table,
@@ -67,7 +68,8 @@ if stage pseudo; then
     REAL="$REAL" DATA="$DATA" bash training/recipe_pseudo.sh
 fi
 if stage flag; then
-    python -m training.pseudo_label flag --out "$DATA/pseudo" --corpus "$DATA/real/train" "$DATA/real/train-more"
+    python -m training.pseudo_label flag --out "$DATA/pseudo" --jobs "${JOBS:-2}" --corpus "$DATA/real/train" \
+        --speakers-of "$REAL/speechocean762" "$REAL/alphanumeric_numbers"
 fi
 
 # TRAIN_SETS: every training set (the augmented copies as many as AUG_COPIES)
