@@ -30,9 +30,10 @@
 #             labels (speechocean762's learners, the phone numbers: 3 h of audio; JOBS=1 beside a training)
 #             -> DATA/pseudo/flagged.tsv; EXCLUDE=DATA/pseudo/flagged.tsv leaves them out of base and join
 #
-# STAGES="base join" bash training/recipe.sh runs only the named stages. The shipped models came from this recipe's
-# longer ancestor (17 and 19 fine-tuning phases and one more on the newer corpora): the model card's history table,
-# and training/recipe.sh at 4798693.
+# STAGES="base join" bash training/recipe.sh runs only the named stages; MODELS=offline only that model's trainings
+# (its join while the stream model's base still runs). The shipped models came from this recipe's longer ancestor (17
+# and 19 fine-tuning phases and one more on the newer corpora): the model card's history table, and training/recipe.sh
+# at 4798693.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REAL=${REAL:-../shared/data/real}
@@ -42,6 +43,10 @@ MINUTES=${MINUTES:-600}
 AUG_COPIES=${AUG_COPIES:-2}
 EXCLUDE=${EXCLUDE:-}
 STAGES=${STAGES:-"real synth voices pseudo base join export evaluate"}
+MODELS=${MODELS:-"stream offline"}   # the models that base, join and export make
+for name in $MODELS; do
+    [[ $name == stream || $name == offline ]] || { echo "MODELS: $name is not stream or offline" >&2; exit 2; }
+done
 STREAM_DIMS="--hidden 384 --layers 4 --residual-layers 1 --stack 3"
 OFFLINE_DIMS="--hidden 256 --layers 4 --residual-layers 1 --stack 3 --bidirectional"
 STREAM_BASE=${STREAM_BASE:-"--steps 16000 --eval-every 1000 --lr 2e-3"}
@@ -107,18 +112,22 @@ need() {
     done
 }
 if stage base; then
-    train stream stream "$STREAM_BASE"
-    train offline offline "$OFFLINE_BASE"
+    for name in $MODELS; do
+        flags=${name^^}_BASE
+        train "$name" "$name" "${!flags}"
+    done
     wait_trainings
 fi
 if stage join; then
-    need "$RUNS/stream/best.pt" "$RUNS/offline/best.pt"
-    train stream stream-join "$STREAM_JOIN --init $RUNS/stream/best.pt"
-    train offline offline-join "$OFFLINE_JOIN --init $RUNS/offline/best.pt"
+    for name in $MODELS; do need "$RUNS/$name/best.pt"; done
+    for name in $MODELS; do
+        flags=${name^^}_JOIN
+        train "$name" "$name-join" "${!flags} --init $RUNS/$name/best.pt"
+    done
     wait_trainings
 fi
 if stage export; then
-    for name in stream offline; do
+    for name in $MODELS; do
         need "$RUNS/$name-join/best.pt"
         python -c "from asr.checkpoint import export_model; export_model('$RUNS/$name-join/best.pt', 'asr/models/$name.pt')"
     done
