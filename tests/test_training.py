@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ import torch
 from asr.checkpoint import load_checkpoint, model_from_checkpoint
 from training.data import UtteranceDataset
 from training.distill import Teacher, shift_divergence
+from training.feature_store import FeatureStore
 from training.librispeech import load_manifests
 
 TINY = ["--hidden", "48", "--layers", "2", "--batch-seconds", "12", "--warmup", "5", "--lr", "3e-3",
@@ -94,11 +96,38 @@ def test_resume_continues_exactly(corpus, tmp_path):
     run("asr", "train", "--out", straight, *common)
     run("asr", "train", "--out", resumed, *common, "--max-minutes", "0.0001")  # stops after its first step
     assert load_checkpoint(resumed / "last.pt")["training"]["progress"]["step"] == 1
-    run("asr", "train", "--out", resumed, *common, "--resume")
+    # resumed with its features on disk instead of in memory: the same float16 values, the same run
+    run("asr", "train", "--out", resumed, *common, "--resume", "--feature-store", tmp_path / "features")
     a, b = load_checkpoint(straight / "last.pt"), load_checkpoint(resumed / "last.pt")
     assert a["training"]["progress"]["step"] == b["training"]["progress"]["step"] == 16
     for key in a["model"]:
         torch.testing.assert_close(a["model"][key], b["model"][key], atol=1e-6, rtol=0)
+    assert len(list((tmp_path / "features").glob("*/*.npy"))) == 24
+
+
+def test_the_feature_store_computes_each_file_once_and_never_serves_stale_features(corpus, tmp_path):
+    utterances = load_manifests([corpus / "train"])[:3]
+    in_memory = UtteranceDataset(utterances, stack=3)
+    store = FeatureStore(tmp_path / "features")
+    first = UtteranceDataset(utterances, stack=3, store=store)
+    for i in range(3):
+        torch.testing.assert_close(first.utterance_features(i), in_memory.utterance_features(i), atol=0, rtol=0)
+    written = {path: path.stat().st_mtime_ns for path in (tmp_path / "features").glob("*/*.npy")}
+    assert len(written) == 3
+    second = UtteranceDataset(utterances, stack=3, store=FeatureStore(tmp_path / "features"))  # another run
+    torch.testing.assert_close(second.features(1), first.features(1), atol=0, rtol=0)
+    assert {path: path.stat().st_mtime_ns for path in written} == written  # read, not computed again
+    # a file cut short (a full disk) is computed again
+    damaged = store.path(utterances[0].path)
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    torch.testing.assert_close(second.utterance_features(0), in_memory.utterance_features(0), atol=0, rtol=0)
+    # changed audio gets a new name, so its old features are never served
+    copy = tmp_path / "copy.wav"
+    copy.write_bytes(Path(utterances[1].path).read_bytes())
+    before = store.path(copy)
+    copy.write_bytes(Path(utterances[2].path).read_bytes())
+    assert store.path(copy) != before
+    torch.testing.assert_close(store.features(copy), store.features(utterances[2].path), atol=0, rtol=0)
 
 
 def test_a_run_stopped_by_time_scores_its_last_weights(corpus, tmp_path):

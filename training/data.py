@@ -15,6 +15,7 @@ from asr.audio import load_audio
 from asr.decoding import SPACE
 from asr.features import FRAME_RATE, SAMPLE_RATE, log_mel, mel_centres, num_frames
 from asr.tokenizer import Tokenizer
+from training.feature_store import FeatureStore
 from training.librispeech import Utterance
 
 log = logging.getLogger(__name__)
@@ -44,12 +45,14 @@ class UtteranceDataset:
     """Features and labels per training example: one utterance, or with `join` up to that many utterances of one
     speaker (and subset) end to end, as a long recording is heard (1 to `join` per example, at most `max_seconds`;
     grouped once, by `seed`). Utterances too long in labels for their output frames are skipped and counted in
-    `skipped`. With `cache`, features are computed once per utterance and kept in memory as float16."""
+    `skipped`. With `cache`, features are computed once per utterance and kept in memory as float16; with `store`,
+    kept on disk instead (training.feature_store: shared by runs, kept across restarts), the same float16 values."""
 
     def __init__(self, utterances: list[Utterance], stack: int, max_seconds: float = 30.0, cache: bool = True,
-                 join: int = 1, seed: int = 0):
+                 join: int = 1, seed: int = 0, store: FeatureStore | None = None):
         self.tokenizer = Tokenizer()
-        self.cache = {} if cache else None
+        self.store = store
+        self.cache = {} if cache and store is None else None
         self.utterances, self.labels = [], []  # per utterance
         self.skipped = {"too_long_audio": 0, "too_many_labels": 0, "empty": 0}
         for utt in utterances:
@@ -73,6 +76,8 @@ class UtteranceDataset:
 
     def utterance_features(self, index: int) -> torch.Tensor:
         """(frames, n_mels) log-mel of utterance `index`."""
+        if self.store is not None:
+            return self.store.features(self.utterances[index].path).float()
         if self.cache is None:
             return log_mel(load_audio(self.utterances[index].path))
         if index not in self.cache:  # always served from the float16 copy, so a resumed run sees the same values

@@ -83,7 +83,8 @@ TRAIN_SETS=("$DATA/real/train" "$DATA/real/train-more" "$DATA/corpus/train" "$DA
 for copy in $(seq 1 "$AUG_COPIES"); do TRAIN_SETS+=("$DATA/real/train-aug$copy" "$DATA/real/train-more-aug$copy"); done
 EXCLUDING=(); [ -n "$EXCLUDE" ] && EXCLUDING=(--exclude-utterances "$EXCLUDE")
 TRAININGS=()   # PID:LOG of each training started and not yet waited for
-# train NAME RUN FLAGS: model NAME (stream or offline) into RUNS/RUN in the background, one thread
+# train NAME RUN FLAGS: model NAME (stream or offline) into RUNS/RUN in the background, one thread; the features
+# of every run are computed once into DATA/features (about 3.5 GB)
 train() {
     local dims=$STREAM_DIMS
     [ "$1" = offline ] && dims=$OFFLINE_DIMS
@@ -91,7 +92,7 @@ train() {
     asr train --train "${TRAIN_SETS[@]}" "${EXCLUDING[@]}" \
         --dev "$DATA/real/dev/cv" "$DATA/real/dev/libri" "$DATA/real/dev/an4" "$DATA/real/dev/so762" \
         --dev-max-utterances 500 --normalization running --max-minutes "$MINUTES" --threads 1 --save-every 100 \
-        --resume --out "$RUNS/$2" $dims $3 >> "$RUNS/$2.log" 2>&1 &
+        --feature-store "$DATA/features" --resume --out "$RUNS/$2" $dims $3 >> "$RUNS/$2.log" 2>&1 &
     TRAININGS+=("$!:$RUNS/$2.log")
 }
 # wait_trainings: wait for every training started; stop the recipe, naming the logs, when one failed

@@ -33,6 +33,7 @@ from training.data import (Batch, UtteranceDataset, bucket_batches, spec_augment
                            warp_frequencies)
 from training.distill import Teacher, distillation_loss
 from training.evaluate import evaluate_dataset
+from training.feature_store import FeatureStore
 from training.librispeech import Utterance, load_manifests
 
 log = logging.getLogger("training")
@@ -133,14 +134,16 @@ class Trainer:
                              "(the teacher's outputs are frame-aligned with the untrimmed audio)")
         if not 0.0 <= config.freq_warp < 0.5:
             raise SystemExit(f"--freq-warp {config.freq_warp}: give a fraction from 0 (off) to below 0.5")
+        store = FeatureStore(config.feature_store) if config.feature_store else None
         self.train_set = UtteranceDataset(_without(load_manifests(config.train), config.exclude_utterances),
-                                          config.model.stack,
-                                          config.max_utterance_seconds, cache=config.cache_features,
-                                          join=config.join_utterances, seed=config.seed)
+                                          config.model.stack, config.max_utterance_seconds,
+                                          cache=config.cache_features, join=config.join_utterances, seed=config.seed,
+                                          store=store)
         if len(self.train_set) == 0:
             raise SystemExit(f"no usable training utterances in {config.train}")
         dev_utts = load_manifests(config.dev)[: config.dev_max_utterances] if config.dev else []
-        self.dev_set = UtteranceDataset(dev_utts, config.model.stack, cache=config.cache_features) if dev_utts else None
+        self.dev_set = UtteranceDataset(dev_utts, config.model.stack, cache=config.cache_features, store=store) \
+            if dev_utts else None
         self.train_hours = sum(u.duration for u in self.train_set.utterances) / 3600
         self.progress = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "audio_seconds": 0.0, "wall_seconds": 0.0,
                          "best_dev_wer": None, "dev_wer": None, "dev_cer": None}
