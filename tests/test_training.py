@@ -119,8 +119,9 @@ def test_the_feature_store_computes_each_file_once_and_never_serves_stale_featur
     assert {path: path.stat().st_mtime_ns for path in written} == written  # read, not computed again
     # a file cut short (a full disk) is computed again
     damaged = store.path(utterances[0].path)
-    damaged.write_bytes(damaged.read_bytes()[:100])
-    torch.testing.assert_close(second.utterance_features(0), in_memory.utterance_features(0), atol=0, rtol=0)
+    for cut in (100, 0):
+        damaged.write_bytes(damaged.read_bytes()[:cut])
+        torch.testing.assert_close(second.utterance_features(0), in_memory.utterance_features(0), atol=0, rtol=0)
     # changed audio gets a new name, so its old features are never served
     copy = tmp_path / "copy.wav"
     copy.write_bytes(Path(utterances[1].path).read_bytes())
@@ -128,6 +129,25 @@ def test_the_feature_store_computes_each_file_once_and_never_serves_stale_featur
     copy.write_bytes(Path(utterances[2].path).read_bytes())
     assert store.path(copy) != before
     torch.testing.assert_close(store.features(copy), store.features(utterances[2].path), atol=0, rtol=0)
+
+
+
+def test_a_feature_store_that_cannot_keep_features_is_one_clear_line_or_a_warning(corpus, tmp_path, caplog):
+    occupied = tmp_path / "a-file"
+    occupied.write_text("")
+    args = ["asr", "train", "--train", corpus / "train", "--out", tmp_path / "run", "--steps", "1", *TINY,
+            "--feature-store", occupied / "features"]
+    result = subprocess.run([sys.executable, "-m", *map(str, args)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == f"--feature-store {occupied / 'features'}: cannot keep features " \
+                                                     "there (Not a directory)"
+    # where a file cannot be written (a full disk), training goes on with the features computed
+    utterance = load_manifests([corpus / "train"])[0]
+    store = FeatureStore(tmp_path / "features")
+    store.path(utterance.path).parent.write_text("")  # its folder cannot be made
+    features = store.features(utterance.path)
+    torch.testing.assert_close(features.float(), UtteranceDataset([utterance], 3).utterance_features(0))
+    assert "cannot keep features" in caplog.text and not store.path(utterance.path).parent.is_dir()
 
 
 def test_a_run_stopped_by_time_scores_its_last_weights(corpus, tmp_path):

@@ -2,8 +2,10 @@
 the other model's run, the next schedule), instead of once per run in that run's memory."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -12,6 +14,12 @@ import torch
 
 from asr.audio import load_audio
 from asr.features import feature_settings, log_mel
+
+log = logging.getLogger(__name__)
+
+
+class FeatureStoreError(Exception):
+    """The store's folder cannot be made."""
 
 
 class FeatureStore:
@@ -23,8 +31,12 @@ class FeatureStore:
 
     def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise FeatureStoreError(f"{folder}: cannot keep features there ({error.strerror or error})") from None
         self.settings = json.dumps(feature_settings(), sort_keys=True)
+        self.warned = False
 
     def path(self, audio_path: str | os.PathLike) -> Path:
         """Where the features of `audio_path` are kept."""
@@ -38,12 +50,20 @@ class FeatureStore:
         target = self.path(audio_path)
         try:
             return torch.from_numpy(np.load(target, allow_pickle=False))
-        except (OSError, ValueError):  # not there yet (or cut short by a full disk): compute it
+        except (OSError, ValueError, EOFError):  # not there yet (or cut short by a full disk): compute it
             pass
         features = log_mel(load_audio(audio_path)).half()
-        target.parent.mkdir(exist_ok=True)
         partial = target.with_name(f"{target.stem}.{os.getpid()}.tmp")
-        with open(partial, "wb") as f:
-            np.save(f, features.numpy(), allow_pickle=False)
-        os.replace(partial, target)
+        try:
+            target.parent.mkdir(exist_ok=True)
+            with open(partial, "wb") as f:
+                np.save(f, features.numpy(), allow_pickle=False)
+            os.replace(partial, target)
+        except OSError as error:  # a full disk: training goes on, computing what it cannot keep
+            with contextlib.suppress(OSError):
+                partial.unlink()
+            if not self.warned:
+                log.warning("%s: cannot keep features (%s); they are computed again when needed", self.folder,
+                            error.strerror or error)
+                self.warned = True
         return features

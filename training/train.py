@@ -33,7 +33,7 @@ from training.data import (Batch, UtteranceDataset, bucket_batches, spec_augment
                            warp_frequencies)
 from training.distill import Teacher, distillation_loss
 from training.evaluate import evaluate_dataset
-from training.feature_store import FeatureStore
+from training.feature_store import FeatureStore, FeatureStoreError
 from training.librispeech import Utterance, load_manifests
 
 log = logging.getLogger("training")
@@ -134,7 +134,10 @@ class Trainer:
                              "(the teacher's outputs are frame-aligned with the untrimmed audio)")
         if not 0.0 <= config.freq_warp < 0.5:
             raise SystemExit(f"--freq-warp {config.freq_warp}: give a fraction from 0 (off) to below 0.5")
-        store = FeatureStore(config.feature_store) if config.feature_store else None
+        try:
+            store = FeatureStore(config.feature_store) if config.feature_store else None
+        except FeatureStoreError as error:
+            raise SystemExit(f"--feature-store {error}") from None
         self.train_set = UtteranceDataset(_without(load_manifests(config.train), config.exclude_utterances),
                                           config.model.stack, config.max_utterance_seconds,
                                           cache=config.cache_features, join=config.join_utterances, seed=config.seed,
