@@ -18,7 +18,7 @@
 #   pseudo    training/recipe_pseudo.sh: untranscribed real speech labelled by Whisper tiny.en and base, the clips
 #             the filter keeps -> DATA/pseudo/train (about 4 h on 2 cores)
 #   base      both models from scratch on all of the above, one core each, for at most MINUTES per call
-#             (--resume continues) -> RUNS/NAME
+#             (--resume continues; join starts only once base has run all its steps) -> RUNS/NAME
 #   join      a second schedule from RUNS/NAME/best.pt at half the peak rate, each example 1 to 3 utterances of one
 #             speaker end to end (as a long recording is heard), half of them with their leading silence cut
 #             -> RUNS/NAME-join
@@ -104,12 +104,16 @@ wait_trainings() {
     TRAININGS=()
     [ "$failed" = 0 ] || exit 1
 }
-# need CHECKPOINT...: stop unless each --init checkpoint exists (--init is read when a run starts; --resume
-# continues a started one)
+# need RUN...: go on only once each run has run all its --steps: stop (status 1) where one is missing, and (status 0)
+# where one was stopped by MINUTES, since the next stage would start from its unfinished weights
 need() {
-    local checkpoint
-    for checkpoint in "$@"; do
-        [ -f "$checkpoint" ] || { echo "$checkpoint missing (run the stage before)"; exit 1; }
+    local run
+    for run in "$@"; do
+        [ -f "$RUNS/$run/last.pt" ] || { echo "$RUNS/$run/last.pt missing (run the stage before)"; exit 1; }
+        python -c 'import sys; from asr.checkpoint import load_checkpoint
+run = load_checkpoint(sys.argv[1])["training"]
+sys.exit(run["progress"]["step"] < run["config"]["steps"])' "$RUNS/$run/last.pt" \
+            || { echo "$RUNS/$run stopped before its last step (MINUTES): run the recipe again to continue"; exit 0; }
     done
 }
 if stage base; then
@@ -120,7 +124,7 @@ if stage base; then
     wait_trainings
 fi
 if stage join; then
-    for name in $MODELS; do need "$RUNS/$name/best.pt"; done
+    for name in $MODELS; do need "$name"; done
     for name in $MODELS; do
         flags=${name^^}_JOIN
         train "$name" "$name-join" "${!flags} --init $RUNS/$name/best.pt"
@@ -129,7 +133,7 @@ if stage join; then
 fi
 if stage export; then
     for name in $MODELS; do
-        need "$RUNS/$name-join/best.pt"
+        need "$name-join"
         python -c "from asr.checkpoint import export_model; export_model('$RUNS/$name-join/best.pt', 'asr/models/$name.pt')"
     done
 fi
