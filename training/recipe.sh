@@ -124,7 +124,8 @@ if stage base; then
     wait_trainings
 fi
 if stage join; then
-    for name in $MODELS; do need "$name"; done
+    # shellcheck disable=SC2086  # one run per model
+    need $MODELS
     for name in $MODELS; do
         flags=${name^^}_JOIN
         train "$name" "$name-join" "${!flags} --init $RUNS/$name/best.pt"
