@@ -5,9 +5,11 @@
     python -m training.dev_suite --suite data/real --models stream --lm none                # greedy only
     python -m training.dev_suite --suite data/real --extra data/corpus/test --models runs/stream/best.pt --json out.json
     python -m training.dev_suite --suite data/real --models stream offline --precision int8 --threads 1
+    python -m training.dev_suite --suite data/real --split dev --models stream runs/stream-join/best.pt  # choose on dev
 
 Parts are the LibriSpeech-format directories SUITE/dev/* and SUITE/test/* (see training.real_speech) plus any --extra
-directory. Every model transcribes every file the way `asr transcribe` does (training.evaluate.evaluate_files),
+directory; `--split dev` scores the dev parts alone, for choosing between models or settings (the test parts are
+for reporting the choice). The table ends with each split's mean WER over its parts, each part counting the same. Every model transcribes every file the way `asr transcribe` does (training.evaluate.evaluate_files),
 once with greedy decoding and once with the beam search over the LM (its default settings unless given).
 pocketsphinx (`pip install pocketsphinx`: its wheel ships an en-us model) is the reference to beat, Whisper
 (--whisper, training.teacher) the peer a user would pick instead; their transcripts are cached per peer and audio file
@@ -35,10 +37,13 @@ from training.librispeech import CACHE_DIR, Utterance, load_manifest
 log = logging.getLogger(__name__)
 
 
-def suite_parts(suite: Path | None, extra: list[Path]) -> dict[str, Path]:
+SPLITS = ("dev", "test")
+
+
+def suite_parts(suite: Path | None, extra: list[Path], splits: tuple[str, ...] = SPLITS) -> dict[str, Path]:
     parts = {}
     if suite is not None:
-        for split in ("dev", "test"):
+        for split in splits:
             for folder in sorted((suite / split).glob("*")):
                 if folder.is_dir():
                     parts[f"{split}/{folder.name}"] = folder
@@ -170,6 +175,12 @@ def markdown_table(rows: list[dict]) -> str:
         first = by[(part, models[0])]
         cells = [f"{100 * by[(part, m)]['wer']:.1f}% / {100 * by[(part, m)]['cer']:.1f}%" for m in models]
         lines.append(f"| {part} | {first['utterances']} | {first['hours']:.2f} | " + " | ".join(cells) + " |")
+    for split in SPLITS:
+        chosen = [p for p in parts if p.startswith(split + "/")]
+        if chosen:
+            means = [sum(by[(p, m)]["wer"] for p in chosen) / len(chosen) for m in models]
+            label = f"{split} mean of {len(chosen)} part" + ("s" if len(chosen) > 1 else "")
+            lines.append(f"| {label} | | | " + " | ".join(f"{100 * w:.1f}%" for w in means) + " |")
     return "\n".join(lines)
 
 
@@ -177,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.dev_suite", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", type=Path, help="the output folder of training.real_speech")
+    parser.add_argument("--split", choices=SPLITS, help="only the suite's dev parts (to choose between models or "
+                        "settings) or its test parts (to report the choice); both by default")
     parser.add_argument("--extra", type=Path, nargs="*", default=[], metavar="DIR", help="more parts to score")
     parser.add_argument("--models", nargs="*", default=["stream", "offline"], help="shipped names or checkpoints")
     parser.add_argument("--pocketsphinx", action="store_true", help="score pocketsphinx's en-us model as well")
@@ -199,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     torch_threads(args.threads)
     decoding = decoding_from_args(args)
     decodings = [GREEDY] if decoding.lm is None else [GREEDY, decoding]
-    rows = evaluate_suite(suite_parts(args.suite, args.extra), args.models, args.pocketsphinx, decodings,
+    rows = evaluate_suite(suite_parts(args.suite, args.extra, (args.split,) if args.split else SPLITS), args.models, args.pocketsphinx, decodings,
                           args.whisper, args.final_model, args.precision, args.block_seconds)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))

@@ -23,7 +23,8 @@
 #             speaker end to end (as a long recording is heard), half of them with their leading silence cut
 #             -> RUNS/NAME-join
 #   export    RUNS/NAME-join/best.pt -> asr/models/NAME.pt (git keeps the previous ones: compare the two on the
-#             dev suite before committing the new)
+#             dev parts, `python -m training.dev_suite --suite DATA/real --split dev --models NAME OLD.pt`, before
+#             committing the new)
 #   evaluate  every dev-suite part and the synthetic test, pocketsphinx and Whisper on the same files; curves
 # Not in the default STAGES:
 #   flag      the training utterances whose transcript both teachers contradict, of the two sources with weak
