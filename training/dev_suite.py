@@ -9,8 +9,9 @@
 
 Parts are the LibriSpeech-format directories SUITE/dev/* and SUITE/test/* (see training.real_speech) plus any --extra
 directory; `--split dev` scores the dev parts alone, for choosing between models or settings (the test parts are
-for reporting the choice). The table ends with each split's mean WER over its parts, each part counting the same. Every model transcribes every file the way `asr transcribe` does (training.evaluate.evaluate_files),
-once with greedy decoding and once with the beam search over the LM (its default settings unless given).
+for reporting the choice). The table ends with each split's mean WER over its parts, each part counting the same.
+Every model transcribes every file the way `asr transcribe` does (training.evaluate.evaluate_files), once with
+greedy decoding and once with the beam search over the LM (its default settings unless given).
 pocketsphinx (`pip install pocketsphinx`: its wheel ships an en-us model) is the reference to beat, Whisper
 (--whisper, training.teacher) the peer a user would pick instead; their transcripts are cached per peer and audio file
 (they never change), so each file costs their time once.
@@ -212,8 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     torch_threads(args.threads)
     decoding = decoding_from_args(args)
     decodings = [GREEDY] if decoding.lm is None else [GREEDY, decoding]
-    rows = evaluate_suite(suite_parts(args.suite, args.extra, (args.split,) if args.split else SPLITS), args.models, args.pocketsphinx, decodings,
-                          args.whisper, args.final_model, args.precision, args.block_seconds)
+    parts = suite_parts(args.suite, args.extra, (args.split,) if args.split else SPLITS)
+    rows = evaluate_suite(parts, args.models, args.pocketsphinx, decodings, args.whisper, args.final_model,
+                          args.precision, args.block_seconds)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     print(markdown_table(rows))
