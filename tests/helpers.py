@@ -18,6 +18,7 @@ from asr.lm_decoding import Decoding
 from asr.recognizer import Endpointing, StreamingRecognizer
 from asr.transcribe import transcribe_audio
 from server.settings import ServerSettings
+from training.librispeech import Utterance, write_subset
 
 CHUNK = SAMPLE_RATE // 5 * 2  # 200 ms of PCM16
 SENTENCES = {
@@ -36,6 +37,14 @@ def espeak(text: str, path: Path, voice: str = "en-us", speed: int = 150) -> Pat
     sf.write(path, load_audio(raw), SAMPLE_RATE, subtype="PCM_16")
     raw.unlink()
     return path
+
+
+def write_part(folder: Path, speech_dir: Path, names: list[str]) -> Path:
+    """A dev-suite part at `folder`: the espeak-ng utterances `names` of `speech_dir` (the `speech_dir` fixture), one
+    speaker, transcripts from SENTENCES."""
+    write_subset(folder, [Utterance(f"7-1-{i:04d}", str(speech_dir / f"{name}.wav"), 0.0, SENTENCES[name].upper(), "7")
+                          for i, name in enumerate(names)])
+    return folder
 
 
 def new_recognizer(model):

@@ -4,15 +4,13 @@ from __future__ import annotations
 import pytest
 
 from training import dev_suite
-from training.librispeech import Utterance, write_subset
-from tests.helpers import SENTENCES
+from tests.helpers import write_part
 
 
 def _suite(speech_dir, root):
     """dev/a and dev/b of one utterance each, test/c of one."""
     for part, name in (("dev/a", "hello"), ("dev/b", "weather"), ("test/c", "numbers")):
-        write_subset(root / part, [Utterance("7-1-0000", str(speech_dir / f"{name}.wav"), 0.0,
-                                             SENTENCES[name].upper(), "7")])
+        write_part(root / part, speech_dir, [name])
     return root
 
 

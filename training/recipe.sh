@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The recipe of the models: real, augmented, pseudo-labelled and synthetic speech -> `stream` and `offline`, two
+# The recipe of the models: real, augmented, pseudo-labelled and synthetic speech -> `stream` and `offline`, three
 # schedules each from scratch, judged on real speech beside pocketsphinx and Whisper. Every stage is resumable: run
 # it again after a stop (or in the next work session) and it continues where it was. About a day of a 2-core CPU,
-# measured from scratch: real 20 min, synth 4 min, voices 2 min, pseudo about 4 h, base about 8.5 h, join about 2.5 h
-# (both models at once, one core each).
+# measured from scratch: real 20 min, synth 4 min, voices 2 min, pseudo about 4 h, base about 8.5 h, join about 2.5 h,
+# polish about 1 h (both models at once, one core each).
 #
 #   pip install -e ".[tts,bench,teacher]"         # neural voices, pocketsphinx, Whisper (the teacher and the peer)
 #   apt-get install asterisk-core-sounds-en asterisk-core-sounds-en-g722    # the Asterisk dev part
@@ -22,14 +22,17 @@
 #   join      a second schedule from RUNS/NAME/best.pt at half the peak rate, each example 1 to 3 utterances of one
 #             speaker end to end (as a long recording is heard), half of them with their leading silence cut
 #             -> RUNS/NAME-join
-#   export    RUNS/NAME-join/best.pt -> asr/models/NAME.pt (git keeps the previous ones: compare the two on the
+#   polish    a third schedule from RUNS/NAME-join/best.pt on real speech alone (train, train-more, pseudo: no
+#             augmented copies, no synthetic speech) at a quarter of the peak rate, joined as in join
+#             -> RUNS/NAME-polish
+#   export    RUNS/NAME-polish/best.pt -> asr/models/NAME.pt (git keeps the previous ones: compare the two on the
 #             dev parts, `python -m training.dev_suite --suite DATA/real --split dev --models NAME OLD.pt`, before
 #             committing the new)
 #   evaluate  every dev-suite part and the synthetic test, pocketsphinx and Whisper on the same files; curves
 # Not in the default STAGES:
 #   flag      the training utterances whose transcript both teachers contradict, of the two sources with weak
 #             labels (speechocean762's learners, the phone numbers: 3 h of audio; JOBS=1 beside a training)
-#             -> DATA/pseudo/flagged.tsv; EXCLUDE=DATA/pseudo/flagged.tsv leaves them out of base and join
+#             -> DATA/pseudo/flagged.tsv; EXCLUDE=DATA/pseudo/flagged.tsv leaves them out of the trainings
 #
 # STAGES="base join" bash training/recipe.sh runs only the named stages; MODELS=offline only that model's trainings
 # (its join while the stream model's base still runs). The shipped models came from this recipe's longer ancestor (17
@@ -43,8 +46,8 @@ RUNS=${RUNS:-runs}
 MINUTES=${MINUTES:-600}
 AUG_COPIES=${AUG_COPIES:-2}
 EXCLUDE=${EXCLUDE:-}
-STAGES=${STAGES:-"real synth voices pseudo base join export evaluate"}
-MODELS=${MODELS:-"stream offline"}   # the models that base, join and export make
+STAGES=${STAGES:-"real synth voices pseudo base join polish export evaluate"}
+MODELS=${MODELS:-"stream offline"}   # the models that base, join, polish and export make
 for name in $MODELS; do
     [[ $name == stream || $name == offline ]] || { echo "MODELS: $name is not stream or offline" >&2; exit 2; }
 done
@@ -55,6 +58,9 @@ OFFLINE_BASE=${OFFLINE_BASE:-"--steps 10000 --eval-every 1000 --lr 2e-3"}
 JOINED="--warmup 100 --lr 1e-3 --join-utterances 3 --trim-onsets 0.5 --seed 1"
 STREAM_JOIN=${STREAM_JOIN:-"--steps 6000 --eval-every 500 $JOINED"}
 OFFLINE_JOIN=${OFFLINE_JOIN:-"--steps 4000 --eval-every 500 $JOINED"}
+POLISHED="--warmup 100 --lr 5e-4 --join-utterances 3 --trim-onsets 0.5 --seed 2"
+STREAM_POLISH=${STREAM_POLISH:-"--steps 1500 --eval-every 250 $POLISHED"}
+OFFLINE_POLISH=${OFFLINE_POLISH:-"--steps 1500 --eval-every 250 $POLISHED"}
 mkdir -p "$DATA" "$RUNS"
 stage() { [[ " $STAGES " == *" $1 "* ]]; }
 
@@ -82,15 +88,17 @@ fi
 TRAIN_SETS=("$DATA/real/train" "$DATA/real/train-more" "$DATA/corpus/train" "$DATA/corpus-voices/train"
             "$DATA/pseudo/train")
 for copy in $(seq 1 "$AUG_COPIES"); do TRAIN_SETS+=("$DATA/real/train-aug$copy" "$DATA/real/train-more-aug$copy"); done
+REAL_SETS=("$DATA/real/train" "$DATA/real/train-more" "$DATA/pseudo/train")   # real speech alone, for polish
 EXCLUDING=(); [ -n "$EXCLUDE" ] && EXCLUDING=(--exclude-utterances "$EXCLUDE")
 TRAININGS=()   # PID:LOG of each training started and not yet waited for
-# train NAME RUN FLAGS: model NAME (stream or offline) into RUNS/RUN in the background, one thread; the features
-# of every run are computed once into DATA/features (about 3.5 GB)
+# train NAME RUN FLAGS [SET...]: model NAME (stream or offline) into RUNS/RUN in the background, one thread, on the
+# SETs (TRAIN_SETS when none); the features of every run are computed once into DATA/features (about 3.5 GB)
 train() {
-    local dims=$STREAM_DIMS
+    local dims=$STREAM_DIMS sets=("${@:4}")
     [ "$1" = offline ] && dims=$OFFLINE_DIMS
+    [ ${#sets[@]} -gt 0 ] || sets=("${TRAIN_SETS[@]}")
     # shellcheck disable=SC2086  # the flag strings split into flags
-    asr train --train "${TRAIN_SETS[@]}" "${EXCLUDING[@]}" \
+    asr train --train "${sets[@]}" "${EXCLUDING[@]}" \
         --dev "$DATA/real/dev/cv" "$DATA/real/dev/libri" "$DATA/real/dev/an4" "$DATA/real/dev/so762" \
         --dev-max-utterances 500 --normalization running --max-minutes "$MINUTES" --threads 1 --save-every 100 \
         --feature-store "$DATA/features" --resume --out "$RUNS/$2" $dims $3 >> "$RUNS/$2.log" 2>&1 &
@@ -133,16 +141,25 @@ if stage join; then
     done
     wait_trainings
 fi
+if stage polish; then
+    # shellcheck disable=SC2086  # one run per model
+    need $(for name in $MODELS; do echo "$name-join"; done)
+    for name in $MODELS; do
+        flags=${name^^}_POLISH
+        train "$name" "$name-polish" "${!flags} --init $RUNS/$name-join/best.pt" "${REAL_SETS[@]}"
+    done
+    wait_trainings
+fi
 if stage export; then
     for name in $MODELS; do
-        need "$name-join"
-        python -c "from asr.checkpoint import export_model; export_model('$RUNS/$name-join/best.pt', 'asr/models/$name.pt')"
+        need "$name-polish"
+        python -c "from asr.checkpoint import export_model; export_model('$RUNS/$name-polish/best.pt', 'asr/models/$name.pt')"
     done
 fi
 if stage evaluate; then
     python -m training.dev_suite --suite "$DATA/real" --extra "$DATA/corpus/test" --models stream offline \
         --pocketsphinx --whisper tiny.en base --final-model offline --json "$RUNS/dev_suite.json" \
         | tee "$RUNS/dev_suite.md"
-    python -m training.plot_curves "$RUNS/stream" "$RUNS/stream-join" "$RUNS/offline" "$RUNS/offline-join" \
-        --out docs/training_curves.png
+    python -m training.plot_curves "$RUNS/stream" "$RUNS/stream-join" "$RUNS/stream-polish" \
+        "$RUNS/offline" "$RUNS/offline-join" "$RUNS/offline-polish" --out docs/training_curves.png
 fi

@@ -22,6 +22,7 @@ import torch
 
 from asr.audio import AudioError, load_audio
 from asr.checkpoint import load_model
+from asr.cli import torch_threads
 from asr.features import log_mel
 from asr.lm_decoding import GREEDY, BeamSearchOptions, Decoding
 from training.evaluate import error_rates
@@ -66,8 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--word-scores", type=float, nargs="+", default=[-1.0, 0.0, 1.0, 2.0, 3.0])
     parser.add_argument("--max-utterances", type=int, help="per part")
     parser.add_argument("--json", type=Path, help="write every setting's WER per part here")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (1 beside a training)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    torch_threads(args.threads)
 
     model = load_model(args.model)
     shift = model.dims.frame_shift
