@@ -59,7 +59,7 @@ JOINED="--warmup 100 --lr 1e-3 --join-utterances 3 --trim-onsets 0.5 --seed 1"
 STREAM_JOIN=${STREAM_JOIN:-"--steps 6000 --eval-every 500 $JOINED"}
 OFFLINE_JOIN=${OFFLINE_JOIN:-"--steps 4000 --eval-every 500 $JOINED"}
 POLISHED="--warmup 100 --lr 5e-4 --join-utterances 3 --trim-onsets 0.5 --seed 2"
-STREAM_POLISH=${STREAM_POLISH:-"--steps 1500 --eval-every 250 $POLISHED"}
+STREAM_POLISH=${STREAM_POLISH:-"--steps 1000 --eval-every 250 $POLISHED"}
 OFFLINE_POLISH=${OFFLINE_POLISH:-"--steps 1500 --eval-every 250 $POLISHED"}
 mkdir -p "$DATA" "$RUNS"
 stage() { [[ " $STAGES " == *" $1 "* ]]; }
