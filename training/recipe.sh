@@ -35,9 +35,9 @@
 #             -> DATA/pseudo/flagged.tsv; EXCLUDE=DATA/pseudo/flagged.tsv leaves them out of the trainings
 #
 # STAGES="base join" bash training/recipe.sh runs only the named stages; MODELS=offline only that model's trainings
-# (its join while the stream model's base still runs). The shipped models came from this recipe's longer ancestor (17
-# and 19 fine-tuning phases and one more on the newer corpora): the model card's history table, and training/recipe.sh
-# at 4798693.
+# (its join while the stream model's base still runs). The shipped models came from this recipe (2026-12-07); the ones
+# before them from its longer ancestor (17 and 19 fine-tuning phases and one more on the newer corpora): the model
+# card's history table, and training/recipe.sh at 4798693.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REAL=${REAL:-../shared/data/real}
