@@ -47,6 +47,12 @@ def write_part(folder: Path, speech_dir: Path, names: list[str]) -> Path:
     return folder
 
 
+def suite_wers(table: str) -> dict[str, float]:
+    """The first model's WER (in %) by row of a `python -m training.dev_suite` table."""
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in table.splitlines()[2:]]
+    return {row[0]: float(row[3].split("%")[0]) for row in rows}
+
+
 def new_recognizer(model):
     """A Session's NewRecognizer over `model`: default endpointing, greedy decoding, no second pass."""
     return lambda rate, phrases, alternatives: StreamingRecognizer(model, rate, phrases=phrases,

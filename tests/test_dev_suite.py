@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from training import dev_suite
-from tests.helpers import write_part
+from tests.helpers import suite_wers, write_part
 
 
 def _suite(speech_dir, root):
@@ -14,21 +14,15 @@ def _suite(speech_dir, root):
     return root
 
 
-def _wers(table: str) -> dict[str, float]:
-    """First model's WER (in %) by row."""
-    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines()[2:]]
-    return {row[0]: float(row[3].split("%")[0]) for row in rows}
-
-
 def test_dev_split_leaves_the_test_parts_out_and_ends_with_each_splits_mean(speech_dir, tmp_path, capsys):
     suite = _suite(speech_dir, tmp_path / "suite")
     assert dev_suite.main(["--suite", str(suite), "--models", "stream", "--lm", "none"]) == 0
-    both = _wers(capsys.readouterr().out)
+    both = suite_wers(capsys.readouterr().out)
     assert list(both) == ["dev/a", "dev/b", "test/c", "dev mean of 2 parts", "test mean of 1 part"]
     # each part counts the same, whatever its number of words
     assert both["dev mean of 2 parts"] == pytest.approx((both["dev/a"] + both["dev/b"]) / 2, abs=0.1)
     assert both["test mean of 1 part"] == both["test/c"]
 
     assert dev_suite.main(["--suite", str(suite), "--split", "dev", "--models", "stream", "--lm", "none"]) == 0
-    dev = _wers(capsys.readouterr().out)
+    dev = suite_wers(capsys.readouterr().out)
     assert dev == {part: both[part] for part in ("dev/a", "dev/b", "dev mean of 2 parts")}
